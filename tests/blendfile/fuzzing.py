@@ -38,7 +38,7 @@ class Seed:
 def load_seed(name: str) -> Seed:
     path = BLENDFILES / name
     data = path.read_bytes()
-    hot = list(range(0, 17))
+    hot = list(range(17))
     complete_at = len(data)
     if data.startswith(b"BLENDER"):
         with BlendFile.open(path) as bfile:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from blendfile import (
-    BlendFile,
     BlenderDataType,
+    BlendFile,
     Compression,
     MissingSDNAError,
     NoSceneError,

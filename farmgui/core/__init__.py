@@ -1,0 +1,1 @@
+"""The manager core: everything the control station does, without Qt."""

@@ -1,0 +1,141 @@
+"""The panel that shows a dropped file before submission: its scenes and what would be rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from blendfile import Scene
+
+from ..core.inspect import FileSummary, scene_problems
+
+_FRAME_LIMIT = 1_048_574  # Blender's MAXFRAME
+
+
+def _format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+class FilePanel(QGroupBox):
+    """Shows one :class:`FileSummary`; the frame range and step are editable overrides."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._summary: FileSummary | None = None
+        self.scene_box = QComboBox()
+        self.frame_start = QSpinBox()
+        self.frame_end = QSpinBox()
+        self.frame_step = QSpinBox()
+        for box in (self.frame_start, self.frame_end):
+            box.setRange(-_FRAME_LIMIT, _FRAME_LIMIT)
+        self.frame_step.setRange(1, _FRAME_LIMIT)
+        self.labels: dict[str, QLabel] = {}
+        form = QFormLayout()
+        form.addRow("Blender version", self._label("version"))
+        form.addRow("Size", self._label("size"))
+        form.addRow("Scene", self.scene_box)
+        frames = QHBoxLayout()
+        frames.addWidget(self.frame_start)
+        frames.addWidget(QLabel("to"))
+        frames.addWidget(self.frame_end)
+        frames.addWidget(QLabel("step"))
+        frames.addWidget(self.frame_step)
+        form.addRow("Frames", frames)
+        for key, title in (
+            ("count", "Number of frames"),
+            ("fps", "Frame rate"),
+            ("resolution", "Resolution"),
+            ("engine", "Render engine"),
+            ("output", "Output"),
+            ("camera", "Camera"),
+        ):
+            form.addRow(title, self._label(key))
+        self.problems = QLabel()
+        self.problems.setObjectName("problems")
+        self.problems.setWordWrap(True)
+        self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems.setStyleSheet("color: #d9534f; font-weight: bold;")
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.problems)
+        layout.addStretch(1)
+        self.scene_box.currentTextChanged.connect(self._show_scene)
+        for box in (self.frame_start, self.frame_end, self.frame_step):
+            box.valueChanged.connect(self._update_count)
+        self.setEnabled(False)
+
+    def _label(self, key: str) -> QLabel:
+        label = QLabel("-")
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.labels[key] = label
+        return label
+
+    @property
+    def summary(self) -> FileSummary | None:
+        return self._summary
+
+    def show_summary(self, summary: FileSummary) -> None:
+        self._summary = summary
+        self.setTitle(Path(summary.path).name)
+        self.setEnabled(summary.ok)
+        self.labels["size"].setText(_format_size(summary.size_bytes))
+        if not summary.ok:
+            self.scene_box.clear()
+            for key, label in self.labels.items():
+                if key != "size":
+                    label.setText("-")
+            self.problems.setText(f"Cannot use this file: {summary.error}")
+            return
+        compression = "" if summary.compression == "none" else f" ({summary.compression}-compressed)"
+        self.labels["version"].setText(f"{summary.blender_version}{compression}")
+        self.scene_box.blockSignals(True)
+        self.scene_box.clear()
+        self.scene_box.addItems([s.name for s in summary.scenes])
+        self.scene_box.blockSignals(False)
+        self.scene_box.setCurrentText(summary.current_scene or "")
+        self._show_scene(summary.current_scene or "")
+
+    def selected_scene(self) -> Scene | None:
+        return None if self._summary is None else self._summary.scene(self.scene_box.currentText())
+
+    def _show_scene(self, name: str) -> None:
+        scene = self._summary.scene(name) if self._summary else None
+        if scene is None:
+            return
+        self.frame_start.setValue(scene.frame_start)
+        self.frame_end.setValue(scene.frame_end)
+        self.frame_step.setValue(max(scene.frame_step, 1))
+        self.labels["fps"].setText(f"{scene.fps:.6g} fps")
+        width, height = scene.render_size
+        self.labels["resolution"].setText(
+            f"{width} x {height} px ({scene.resolution_x} x {scene.resolution_y} at {scene.resolution_percentage}%)"
+        )
+        self.labels["engine"].setText(scene.engine)
+        output = scene.output_type.value
+        if scene.ffmpeg is not None:
+            output += f" ({scene.ffmpeg.container}, {scene.ffmpeg.codec})"
+        self.labels["output"].setText(f"{output}  {scene.output_path}")
+        self.labels["camera"].setText(scene.camera or "none")
+        problems = scene_problems(scene)
+        self.problems.setText("\n".join(f"Problem: {p}" for p in problems))
+        self._update_count()
+
+    def _update_count(self) -> None:
+        count = len(range(self.frame_start.value(), self.frame_end.value() + 1, self.frame_step.value()))
+        self.labels["count"].setText(str(count))
