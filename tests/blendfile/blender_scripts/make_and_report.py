@@ -5,13 +5,13 @@ Standard library and ``bpy`` only; works in Blender 3.4 and 5.0 alike::
     blender -b --factory-startup --python-exit-code 1 --python make_and_report.py -- SEED COUNT OUTDIR REPORT
     python make_and_report.py SEED COUNT OUTDIR REPORT     # a Python that can import bpy
 
-Phase one builds ``COUNT`` files (more if needed so that every output format and engine this
-Blender offers is used at least once), each with 2-4 scenes whose window scene is never the first
-one, and saves them alternately compressed and not. Phase two opens every saved file with
-``bpy.ops.wm.open_mainfile`` and writes what Blender itself reads from it as JSON to ``REPORT``:
-the fields of ``python -m blendfile info --json`` for every scene, the context scene, and the
-version. Blender has no Python property for a file's compression, so the report gives the
-``compress`` argument the file was saved with.
+Phase one builds ``COUNT`` files, more if needed so that every output format and engine this
+Blender offers, and every kind of camera, frame rate and output path, comes up at least once.
+Each has 2-4 scenes whose window scene is never the first one; they are saved alternately
+compressed and not. Phase two opens every saved file with ``bpy.ops.wm.open_mainfile`` and writes
+what Blender itself reads from it as JSON to ``REPORT``: the fields of ``python -m blendfile info
+--json`` for every scene, the context scene, and the version. Blender has no Python property for a
+file's compression, so the report gives the ``compress`` argument the file was saved with.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ SCENE_NAMES = (
     "Lighting.001",
     "z_last",
     "A_first",
+    "Long_" * 20,  # 100 bytes: Blender 3.4 cuts ID names at 63, 5.0 keeps up to 255
 )
 OUTPUT_PATHS = (
     "",
@@ -44,10 +45,10 @@ OUTPUT_PATHS = (
     "/tmp/frameherd/out_",
     "//ü/Überblick_##.",
     "C:\\renders\\frame_",
+    "\\\\server\\share\\shot_",
     "//" + "deep/" * 50 + "frame_",
 )
 FPS_CHOICES = (24, 25, 30, 50, 60, 120)
-FPS_BASE_CHOICES = (1.0, 1.001)
 MAX_FILES = 16
 
 
@@ -59,7 +60,7 @@ def script_args() -> list[str]:
 def has_media_type() -> bool:
     """Blender 5.0 chooses multilayer EXR and video through ``image_settings.media_type``."""
     props = bpy.context.scene.render.image_settings.bl_rna.properties
-    return "media_type" in props.keys()
+    return "media_type" in props
 
 
 def offered_engines() -> list[str]:
@@ -113,39 +114,6 @@ def add_camera(scene: Any, name: str) -> Any:
     return obj
 
 
-def configure(scene: Any, rng: random.Random, file_format: str, engine: str, cameras: list[Any]) -> None:
-    render = scene.render
-    render.engine = engine
-    set_frames(scene, rng)
-    render.fps = rng.choice((*FPS_CHOICES, rng.randint(1, 240)))
-    render.fps_base = rng.choice((*FPS_BASE_CHOICES, round(rng.uniform(0.5, 2.0), 4)))
-    render.resolution_x = rng.randint(16, 8192)
-    render.resolution_y = rng.randint(16, 8192)
-    render.resolution_percentage = rng.choice((100, 50, 25, rng.randint(1, 200)))
-    render.filepath = rng.choice(OUTPUT_PATHS)
-    set_format(scene, file_format, rng)
-    render.film_transparent = rng.random() < 0.5
-    render.use_file_extension = rng.random() < 0.7
-    roll = rng.random()
-    if roll < 0.2:
-        scene.camera = None
-    elif roll < 0.4 and cameras:
-        scene.camera = rng.choice(cameras)  # a camera of another scene, not linked here
-    else:
-        cam = add_camera(scene, f"Cam {scene.name}")
-        cameras.append(cam)
-        scene.camera = cam
-
-
-def set_window_scene(scene: Any) -> None:
-    window = bpy.context.window
-    if window is None:
-        window = bpy.context.window_manager.windows[0]
-    window.scene = scene
-    if bpy.context.scene != scene:
-        raise RuntimeError(f"could not make {scene.name!r} the window scene")
-
-
 class Picker:
     """Draws from a shuffled deck of choices, reshuffled when empty, so every choice comes up."""
 
@@ -168,7 +136,57 @@ class Picker:
         return self.used == set(self.choices)
 
 
-def make_file(path: Path, rng: random.Random, formats: Picker, engines: Picker, compress: bool) -> None:
+class Decks:
+    """The settings every batch must cover, each drawn from its own deck."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.formats = Picker(offered_formats(), rng)
+        self.engines = Picker(offered_engines(), rng)
+        self.output_paths = Picker(list(OUTPUT_PATHS), rng)
+        self.cameras = Picker(["none", "own", "another scene's"], rng)
+        self.fps_bases = Picker(["1", "1.001", "random"], rng)
+        self.transparent = Picker(["yes", "no"], rng)
+
+    @property
+    def all_used(self) -> bool:
+        return all(picker.all_used for picker in vars(self).values())
+
+
+def configure(scene: Any, rng: random.Random, decks: Decks, cameras: list[Any]) -> None:
+    render = scene.render
+    render.engine = decks.engines.take()
+    set_frames(scene, rng)
+    render.fps = rng.choice((*FPS_CHOICES, rng.randint(1, 240)))
+    render.fps_base = {"1": 1.0, "1.001": 1.001}.get(decks.fps_bases.take(), round(rng.uniform(0.5, 2.0), 4))
+    render.resolution_x = rng.randint(16, 8192)
+    render.resolution_y = rng.randint(16, 8192)
+    render.resolution_percentage = rng.choice((100, 50, 25, rng.randint(1, 200)))
+    render.filepath = decks.output_paths.take()
+    set_format(scene, decks.formats.take(), rng)
+    render.film_transparent = decks.transparent.take() == "yes"
+    render.use_file_extension = rng.random() < 0.7
+    camera = decks.cameras.take()
+    if camera == "none":
+        scene.camera = None
+    elif camera == "another scene's" and cameras:
+        scene.camera = rng.choice(cameras)  # not linked into this scene: Blender allows it
+    else:
+        obj = add_camera(scene, f"Cam {scene.name}")
+        cameras.append(obj)
+        scene.camera = obj
+
+
+def set_window_scene(scene: Any) -> None:
+    window = bpy.context.window
+    if window is None:
+        window = bpy.context.window_manager.windows[0]
+    window.scene = scene
+    if bpy.context.scene != scene:
+        raise RuntimeError(f"could not make {scene.name!r} the window scene")
+
+
+def make_file(path: Path, rng: random.Random, decks: Decks, compress: bool) -> dict[str, str]:
+    """Build and save one file; return each scene's output path as set (and so as stored)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     first = bpy.context.scene
     names = rng.sample(SCENE_NAMES, rng.randint(2, 4))
@@ -176,11 +194,12 @@ def make_file(path: Path, rng: random.Random, formats: Picker, engines: Picker, 
     scenes = [first] + [bpy.data.scenes.new(name) for name in names[1:]]
     cameras: list[Any] = []
     for scene in scenes:
-        configure(scene, rng, formats.take(), engines.take(), cameras)
+        configure(scene, rng, decks, cameras)
     # bpy.data.scenes is sorted by name, as Blender writes them: never make the first one current.
     ordered = list(bpy.data.scenes)
     set_window_scene(rng.choice(ordered[1:]))
     bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=compress, check_existing=False)
+    return {scene.name: scene.render.filepath for scene in bpy.data.scenes}
 
 
 def describe_scene(scene: Any) -> dict[str, Any]:
@@ -209,11 +228,13 @@ def describe_scene(scene: Any) -> dict[str, Any]:
     }
 
 
-def report_file(path: Path, compress: bool) -> dict[str, Any]:
+def report_file(path: Path, compress: bool, saved_paths: dict[str, str]) -> dict[str, Any]:
     bpy.ops.wm.open_mainfile(filepath=str(path), load_ui=True, use_scripts=False)
     return {
         "path": str(path),
         "compress": compress,
+        # Blender turns backslashes into slashes when it loads a file; these are the bytes it wrote.
+        "saved_output_paths": saved_paths,
         "file_version": list(bpy.data.version),
         "current_scene": bpy.context.scene.name,
         "scenes": [describe_scene(scene) for scene in bpy.data.scenes],
@@ -222,31 +243,30 @@ def report_file(path: Path, compress: bool) -> dict[str, Any]:
 
 def main() -> None:
     seed_arg, count_arg, outdir_arg, report_arg = script_args()
-    rng = random.Random(int(seed_arg))  # noqa: S311 - test data, not security
+    rng = random.Random(int(seed_arg))
     count = int(count_arg)
-    outdir = Path(outdir_arg)
+    outdir = Path(outdir_arg).resolve()  # Blender wants absolute paths
     outdir.mkdir(parents=True, exist_ok=True)
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    formats = Picker(offered_formats(), rng)
-    engines = Picker(offered_engines(), rng)
+    decks = Decks(rng)
     compress = rng.random() < 0.5
-    saved: list[tuple[Path, bool]] = []
-    while len(saved) < count or not (formats.all_used and engines.all_used):
+    saved: list[tuple[Path, bool, dict[str, str]]] = []
+    while len(saved) < count or not decks.all_used:
         if len(saved) >= MAX_FILES:
-            raise RuntimeError(f"{MAX_FILES} files and still not every format and engine used")
+            raise RuntimeError(f"{MAX_FILES} files and still not every choice used")
         path = outdir / f"random_{len(saved):02d}{'_zstd' if compress else ''}.blend"
-        make_file(path, rng, formats, engines, compress)
-        saved.append((path, compress))
+        saved.append((path, compress, make_file(path, rng, decks, compress)))
         compress = not compress
 
     report = {
         "blender_version": list(bpy.app.version),
-        "formats": formats.choices,
-        "engines": engines.choices,
-        "files": [report_file(path, compressed) for path, compressed in saved],
+        "formats": decks.formats.choices,
+        "engines": decks.engines.choices,
+        "files": [report_file(*args) for args in saved],
     }
     Path(report_arg).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-main()
+if __name__ == "__main__":
+    main()
