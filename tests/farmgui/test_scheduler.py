@@ -1,0 +1,280 @@
+"""The scheduler on a fake clock: chunking, priorities, versions, failures, redistribution."""
+
+from __future__ import annotations
+
+import pytest
+
+from farmgui.core.chunking import ChunkPolicy, adaptive_chunk_frames, preview_first_order
+from farmgui.core.scheduler import FrameState, Outcome, Scheduler, TaskRun
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sched(clock: Clock) -> Scheduler:
+    return Scheduler(clock)
+
+
+def finish(sched: Scheduler, clock: Clock, agent: str, seconds: float) -> list[int]:
+    """Let ``agent`` take one assignment and render it, each frame taking ``seconds``."""
+    work = sched.request_work(agent)
+    assert work is not None
+    for frame in work.frames:
+        assert sched.progress(agent, work.attempt, frame, 0.5)
+        clock.now += seconds
+        assert sched.frame_done(agent, work.task_id, frame, seconds, work.attempt) is Outcome.ACCEPTED
+    return work.frames
+
+
+def test_preview_first_order() -> None:
+    assert preview_first_order([1, 2, 3, 4, 5, 6, 7, 8, 9]) == [1, 9, 5, 3, 7, 2, 4, 6, 8]
+    assert sorted(preview_first_order(list(range(1000)))) == list(range(1000))
+
+
+def test_chunk_rules() -> None:
+    policy = ChunkPolicy()
+    assert adaptive_chunk_frames(policy, None, 100, 0.0) == 1, "an unmeasured agent gets one frame"
+    assert adaptive_chunk_frames(policy, 1.0, 1000, 2.0) == 120, "capped at max_chunk_s"
+    assert adaptive_chunk_frames(policy, 1.0, 40, 4.0) == 2.0 / 1.0, "a quarter of the time left, at least min_chunk_s"
+    assert adaptive_chunk_frames(policy, 1.0, 3, 3.0) == 1, "one frame at the very end"
+    assert adaptive_chunk_frames(ChunkPolicy(fixed_frames=10), 1.0, 7, 3.0) == 7
+    assert adaptive_chunk_frames(policy, 1.0, 0, 3.0) == 0
+
+
+def test_first_chunk_measures_then_grows(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 1001), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    assert finish(sched, clock, "a", 1.0) == [1]
+    second = sched.request_work("a")
+    assert second is not None
+    assert len(second.frames) > 10
+
+
+def test_priority_then_submission_order(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("old", range(10), blender_version="4.2")
+    clock.now += 1
+    sched.add_task("new", range(10), blender_version="4.2")
+    clock.now += 1
+    sched.add_task("urgent", range(10), priority=5, blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    work = sched.request_work("a")
+    assert work is not None
+    assert work.task_id == "urgent"
+    sched.set_priority("urgent", -1)
+    sched.agent_online("b", ["4.2"])
+    work = sched.request_work("b")
+    assert work is not None
+    assert work.task_id == "old"
+
+
+def test_version_aware(sched: Scheduler) -> None:
+    sched.add_task("five", range(5), blender_version="5.0")
+    sched.agent_online("old", ["3.4"])
+    assert sched.request_work("old") is None
+    assert sched.waiting_reason("five") == "needs Blender >= 5.0; agents have 3.4"
+    sched.add_task("two79", range(5), blender_version="2.79")
+    work = sched.request_work("old")
+    assert work is not None
+    assert work.task_id == "two79", "a newer Blender opens an older file"
+    sched.agent_online("new", ["3.4", "5.0"])
+    work = sched.request_work("new")
+    assert work is not None
+    assert work.task_id == "five"
+    assert sched.waiting_reason("five") is None
+
+
+def test_lost_agent_frames_go_back_finished_ones_stay(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 101), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    sched.agent_online("b", ["4.2"])
+    done = finish(sched, clock, "a", 1.0)
+    work = sched.request_work("a")
+    assert work is not None
+    sched.progress("a", work.attempt, work.frames[0], 0.3)
+    clock.now += 16
+    sched.seen("b")
+    assert sched.expire() == ["a"]
+    task = sched.tasks["t"]
+    assert all(task.frames[f].state is FrameState.QUEUED for f in work.frames)
+    assert all(task.frames[f].state is FrameState.DONE for f in done)
+    # b picks the requeued frames up first (they come first in render order).
+    again = sched.request_work("b")
+    assert again is not None
+    assert again.frames[0] == work.frames[0]
+    # a comes back and delivers its late frame: accepted once, then a duplicate.
+    sched.agent_online("a", ["4.2"])
+    assert sched.frame_done("a", "t", work.frames[0], 2.0, work.attempt) is Outcome.ACCEPTED
+    assert sched.frame_done("b", "t", work.frames[0], 2.0, again.attempt) is Outcome.DUPLICATE
+    assert sched.abandoned("a", [(work.attempt, work.frames[1])]) == [(work.attempt, work.frames[1])]
+
+
+def test_agent_blocked_after_three_failures_and_task_fails_on_three_agents(sched: Scheduler) -> None:
+    sched.add_task("t", range(1, 11), blender_version="3.4")
+    for agent in ("a", "b", "c", "d"):
+        sched.agent_online(agent, ["3.4"])
+    outcomes = []
+    for _ in range(3):
+        work = sched.request_work("a")
+        assert work is not None
+        outcomes.append(sched.frame_failed("a", "t", work.frames[0], "Error: boom", work.attempt))
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.AGENT_BLOCKED]
+    assert sched.request_work("a") is None
+    # Frame 1 failed on a already; failing on two more agents fails the task, with Blender's words.
+    frame = 1
+    results = []
+    for agent in ("b", "c"):
+        work = sched.request_work(agent)
+        assert work is not None
+        assert frame in work.frames
+        results.append(sched.frame_failed(agent, "t", frame, "Error: Build without OpenImageDenoiser", work.attempt))
+    assert results == [Outcome.RETRY, Outcome.TASK_FAILED]
+    task = sched.tasks["t"]
+    assert task.run is TaskRun.FAILED
+    assert task.error is not None
+    assert "OpenImageDenoiser" in task.error
+    assert sched.retry_failed("t") == 1
+    assert task.run is TaskRun.ACTIVE
+    assert sched.request_work("a") is not None, "retrying clears the block list"
+
+
+def test_failed_frame_goes_to_another_agent(sched: Scheduler) -> None:
+    sched.add_task("t", [1, 2], blender_version="3.4")
+    sched.agent_online("a", ["3.4"])
+    sched.agent_online("b", ["3.4"])
+    work = sched.request_work("a")
+    assert work is not None
+    assert work.frames == [1]
+    assert sched.frame_failed("a", "t", 1, "Error: x", work.attempt) is Outcome.RETRY
+    work = sched.request_work("a")
+    assert work is not None
+    assert work.frames == [2], "a does not get back the frame it failed while b can take it"
+    work = sched.request_work("b")
+    assert work is not None
+    assert work.frames == [1]
+
+
+def test_end_of_task_duplicate_first_result_wins(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 5), blender_version="4.2")
+    sched.agent_online("fast", ["4.2"])
+    sched.agent_online("slow", ["4.2"])
+    finish(sched, clock, "fast", 1.0)
+    finish(sched, clock, "slow", 10.0)
+    slow = sched.request_work("slow")
+    assert slow is not None
+    sched.progress("slow", slow.attempt, slow.frames[0], 0.01)
+    fast = sched.request_work("fast", warm_tasks=["t"])
+    assert fast is not None
+    finish_frames = fast.frames
+    for frame in finish_frames:
+        sched.frame_done("fast", "t", frame, 1.0, fast.attempt)
+    dup = sched.request_work("fast", warm_tasks=["t"])
+    assert dup is not None
+    assert dup.frames == [slow.frames[0]]
+    assert dup.duplicate
+    assert sched.frame_done("fast", "t", dup.frames[0], 1.0, dup.attempt) is Outcome.ACCEPTED
+    assert sched.progress("slow", slow.attempt, slow.frames[0], 0.5) is False, "the slow agent is told to stop"
+    assert sched.frame_done("slow", "t", slow.frames[0], 10.0, slow.attempt) is Outcome.DUPLICATE
+    assert sched.tasks["t"].run is TaskRun.DONE
+
+
+def test_unstarted_frames_are_moved_not_duplicated(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 41), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    sched.agent_online("b", ["4.2"])
+    finish(sched, clock, "a", 1.0)
+    finish(sched, clock, "b", 1.0)
+    held = sched.request_work("a")
+    assert held is not None
+    rest = sched.request_work("b")
+    while rest is not None and rest.frames:
+        for frame in rest.frames:
+            sched.frame_done("b", "t", frame, 1.0, rest.attempt)
+        rest = sched.request_work("b", warm_tasks=["t"])
+        if rest is not None and rest.duplicate:
+            break
+    task = sched.tasks["t"]
+    renders = sum(f.renders for f in task.frames.values())
+    assert renders <= len(task.frames)
+    assert sched.abandoned("a", [(held.attempt, f) for f in held.frames]), "a is told which frames moved"
+
+
+def test_stalled_frame(clock: Clock) -> None:
+    sched = Scheduler(clock)
+    sched.add_task("t", [1], blender_version="4.2", frame_timeout_s=60)
+    sched.agent_online("a", ["4.2"])
+    work = sched.request_work("a")
+    assert work is not None
+    sched.progress("a", work.attempt, 1, 0.2)
+    clock.now += 30
+    assert sched.stalled() == []
+    clock.now += 31
+    stalled = sched.stalled()
+    assert [(lease.attempt, frame) for lease, frame in stalled] == [(work.attempt, 1)]
+
+
+def test_pause_resume_cancel(sched: Scheduler) -> None:
+    sched.add_task("t", range(10), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    sched.pause_task("t")
+    assert sched.request_work("a") is None
+    sched.resume_task("t")
+    work = sched.request_work("a")
+    assert work is not None
+    dropped = sched.cancel_task("t")
+    assert [lease.attempt for lease in dropped] == [work.attempt]
+    assert sched.progress("a", work.attempt, work.frames[0], 0.5) is False
+    assert sched.frame_done("a", "t", work.frames[0], 1.0, work.attempt) is Outcome.UNKNOWN
+
+
+def test_restart_keeps_done_frames(sched: Scheduler) -> None:
+    sched.add_task("t", range(1, 6), blender_version="4.2", done={1: 2.0, 2: 2.0})
+    sched.agent_online("a", ["4.2"])
+    work = sched.request_work("a")
+    assert work is not None
+    assert 1 not in work.frames
+    assert 2 not in work.frames
+
+
+def test_every_frame_exactly_once_with_mixed_speeds(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 301), blender_version="4.2")
+    speeds = {"a": 1.0, "b": 2.0, "c": 4.0}
+    for agent in speeds:
+        sched.agent_online(agent, ["4.2"])
+    # A tiny discrete-event loop: each agent renders its queue, one frame per step of its own duration.
+    busy_until = dict.fromkeys(speeds, clock.now)
+    queues: dict[str, tuple[str, list[int]]] = {}
+    delivered: list[int] = []
+    for _ in range(10_000):
+        if sched.tasks["t"].run is TaskRun.DONE:
+            break
+        agent = min(busy_until, key=lambda a: busy_until[a])
+        clock.now = busy_until[agent]
+        if agent not in queues or not queues[agent][1]:
+            work = sched.request_work(agent, warm_tasks=["t"])
+            if work is None:
+                busy_until[agent] += 0.5
+                continue
+            queues[agent] = (work.attempt, list(work.frames))
+        attempt, frames = queues[agent]
+        frame = frames.pop(0)
+        if not sched.progress(agent, attempt, frame, 0.0):
+            continue
+        busy_until[agent] += speeds[agent]
+        clock.now = busy_until[agent]
+        if sched.frame_done(agent, "t", frame, speeds[agent], attempt) is Outcome.ACCEPTED:
+            delivered.append(frame)
+    assert sorted(delivered) == list(range(1, 301))
+    shares = {agent: share for agent, share, _ in sched.workers("t")}
+    assert shares["c"] < shares["b"] < shares["a"], "faster agents render more"
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
