@@ -154,9 +154,8 @@ def _split_strings(data: bytes, pos: int, count: int, what: str) -> tuple[list[b
     parts = data[pos:].split(b"\0", count)
     if len(parts) <= count:
         raise CorruptFileError(f"SDNA {what} table is cut short")
-    strings = parts[:count]
-    end = pos + sum(len(s) for s in strings) + count
-    return strings, end
+    # The text after the last string starts where the remainder begins.
+    return parts[:count], len(data) - len(parts[count])
 
 
 def parse_sdna(data: bytes, endian: Endian, pointer_size: int) -> SDNA:

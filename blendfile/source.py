@@ -36,6 +36,11 @@ class Source(Protocol):
         ...
 
     @property
+    def index_window(self) -> int:
+        """How many bytes the block-index walk reads at a time."""
+        ...
+
+    @property
     def size(self) -> int | None:
         """Decompressed size when known without reading it all, else None."""
         ...
@@ -51,6 +56,7 @@ class PlainSource:
     """An uncompressed file, read through a 64 KiB window."""
 
     random_access = True
+    index_window = 256 * 1024
 
     def __init__(self, fileobj: BinaryIO) -> None:
         self._f = fileobj
@@ -92,6 +98,9 @@ class SeekableZstdSource:
     """A zstd file with a seek table: only the frames that hold what is read are decompressed."""
 
     random_access = True
+    # Small: frames stay in the LRU, so a small read costs a slice, and a large one would
+    # decompress frames past a big block that the index walk is about to skip.
+    index_window = 4096
 
     def __init__(self, fileobj: BinaryIO, table: SeekTable, cache_frames: int = 8) -> None:
         import zstandard
@@ -184,6 +193,7 @@ class StreamSource:
     """
 
     random_access = False
+    index_window = 256 * 1024
 
     def __init__(self, opener: Callable[[], BinaryIO], errors: tuple[type[BaseException], ...]) -> None:
         self._opener = opener
@@ -208,6 +218,17 @@ class StreamSource:
         self._pos += len(data)
         return data
 
+    def _read_up_to(self, want: int) -> bytes:
+        chunks: list[bytes] = []
+        got = 0
+        while got < want:
+            chunk = self._read(want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
     def read_at(self, offset: int, size: int) -> bytes:
         if size <= 0:
             return b""
@@ -215,6 +236,14 @@ class StreamSource:
         win_end = self._win_start + len(self._win)
         if self._win_start <= offset and end <= win_end:
             return self._win[offset - self._win_start : end - self._win_start]
+        if self._win_start <= offset <= win_end and self._pos == win_end:
+            # The read starts inside the window and runs past it: keep going forward, no restart.
+            head = self._win[offset - self._win_start :]
+            need = max(size, _WINDOW) - len(head)
+            tail = self._read_up_to(need)
+            data = head + tail
+            self._win_start, self._win = offset, data
+            return data[:size]
         if offset < self._pos:
             self._stream.close()
             self._stream = self._opener()
@@ -223,16 +252,7 @@ class StreamSource:
         while self._pos < offset:
             if not self._read(min(_STREAM_CHUNK, offset - self._pos)):
                 return b""
-        chunks: list[bytes] = []
-        want = max(size, _WINDOW)
-        got = 0
-        while got < want:
-            chunk = self._read(want - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        data = b"".join(chunks)
+        data = self._read_up_to(max(size, _WINDOW))
         self._win_start = offset
         self._win = data
         return data[:size]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from blendfile import BlendFile
 from blendfile.__main__ import file_info
+from blendfile.compression import seek_table_length
 from tests.conftest import BLENDFILES
 
 # Small files covering each layout: 32-bit LE, 32-bit BE, 64-bit 2.79, 4.5 legacy header, 5.0 header,
@@ -51,6 +52,9 @@ def load_seed(name: str) -> Seed:
             complete_at = last.offset + last.size + 4  # the ENDB code itself
     else:
         hot.extend(range(max(0, len(data) - 64), len(data)))  # compressed: the seek table
+        table = seek_table_length(data[-9:])
+        if table is not None:
+            complete_at = len(data) - table  # the frames are all there; only the seek table is cut
     return Seed(data, hot, complete_at)
 
 

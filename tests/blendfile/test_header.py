@@ -48,7 +48,7 @@ def test_bad_headers(raw: bytes, error: type[Exception]) -> None:
 def test_block_header_layouts() -> None:
     small4 = block_header_format(parse_file_header(b"BLENDER_v248"))
     block = small4.parse(struct.pack("<4siIii", b"SC\0\0", 100, 0xDEAD, 7, 1), 0, 32)
-    assert (block.code, block.size, block.old_address, block.sdna_index, block.count, block.offset) == (
+    assert (block.code, block.size, block.old_address, block.sdna_index, block.item_count, block.offset) == (
         b"SC\0\0", 100, 0xDEAD, 7, 1, 32,
     )  # fmt: skip
     big4 = block_header_format(parse_file_header(b"BLENDER_V260"))
@@ -62,4 +62,4 @@ def test_block_header_layouts() -> None:
     assert large.size == 32
     # LargeBHead8 reorders the fields: code, SDNAnr, old, len (64-bit), nr (64-bit).
     block = large.parse(struct.pack("<4siQqq", b"DATA", 9, 0x1234, 5_000_000_000, 3), 0, 49)
-    assert (block.sdna_index, block.old_address, block.size, block.count) == (9, 0x1234, 5_000_000_000, 3)
+    assert (block.sdna_index, block.old_address, block.size, block.item_count) == (9, 0x1234, 5_000_000_000, 3)
