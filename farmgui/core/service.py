@@ -1,0 +1,823 @@
+"""FarmService: the facade the REST API, the GUI and the CLI call. Qt-free.
+
+It owns the scheduler (in memory, rebuilt from the database on start), the database (the record
+that survives a restart) and the file store. Every public method is one short unit of work under
+one lock: the HTTP server's threads, the maintenance thread and the GUI's workers all come here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm as so
+
+from agent.protocol import (
+    AgentInfo,
+    FrameAccepted,
+    FrameFailure,
+    FrameProgress,
+    Heartbeat,
+    HeartbeatReply,
+    WorkAssignment,
+    WorkRequest,
+)
+from blendfile import BlenderDataType, BlendFile, BlendFileError, RenderOutputType, Scene, detect_data_type
+
+from . import db
+from .chunking import ChunkPolicy
+from .inspect import scene_problems
+from .models import Agent, BlockedAgent, Frame, RenderTask, TaskEvent, utcnow
+from .scheduler import FrameState, Outcome, Scheduler, TaskRun
+from .states import ACTIVE, Stage, can_transition, transition
+from .storage import Storage, safe_extension
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 8 << 30
+"""Default upload size limit (8 GiB); a setting."""
+
+
+class FarmError(Exception):
+    """Base of the service's errors; the API maps each subclass to an HTTP status."""
+
+
+class NotFound(FarmError):
+    pass
+
+
+class Conflict(FarmError):
+    """The request does not fit the task's stage (e.g. downloading an unfinished task)."""
+
+
+class BadRequest(FarmError):
+    """The input is wrong (a file that is not a blend file, an empty frame range, ...)."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What a submitter may override; None keeps the file's own setting."""
+
+    scene: str | None = None
+    frame_start: int | None = None
+    frame_end: int | None = None
+    frame_step: int | None = None
+    priority: int = 0
+    trusted: bool = False
+    preview_first: bool = False
+    frame_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerProgress:
+    agent: str
+    share: float
+    progress: float
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    stage: Stage
+    stage_progress: float
+    """``-inf`` where a stage progress makes no sense (uploaded, queued, paused, failed, cancelled)."""
+    total_progress: float
+    frames_done: int
+    frames_total: int
+    frames_rendered: int
+    workers: list[WorkerProgress] = field(default_factory=list)
+    error: str | None = None
+    waiting_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    agent_id: str
+    name: str
+    host: str
+    port: int
+    online: bool
+    enabled: bool
+    blenders: list[str]
+    current: list[tuple[str, int, float]]
+    """(task id, frame, progress) of what it renders now."""
+    seconds_per_frame: float | None
+
+
+# Render share of the total progress; merging is the rest (it is quick next to rendering).
+_RENDER_WEIGHT = 0.95
+
+
+class FarmService:
+    def __init__(
+        self,
+        data_dir: Path,
+        db_url: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_timeout_s: float = 15.0,
+        policy: ChunkPolicy | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        merger: Callable[[FarmService, str], None] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = Storage(data_dir)
+        self.engine, self.sessions = db.open_database(db_url or db.sqlite_url(data_dir))
+        self.scheduler = Scheduler(clock, policy, heartbeat_timeout_s)
+        self.scheduler.attempt_prefix = secrets.token_hex(3) + "-"
+        self.max_upload_bytes = max_upload_bytes
+        self.lock = threading.RLock()
+        self.file_server_address = ""
+        self.file_server_port = 0
+        self._merger = merger
+        self._merges: dict[str, threading.Thread] = {}
+        self._merge_cancel: dict[str, threading.Event] = {}
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        self._agent_info: dict[str, AgentInfo] = {}
+        self._restore()
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def start(self, interval_s: float = 1.0) -> None:
+        """Start the maintenance loop: lost agents, stalled frames, merges."""
+        if self._maintenance is None:
+            self._maintenance = threading.Thread(
+                target=self._maintain, args=(interval_s,), name="farm-maintenance", daemon=True
+            )
+            self._maintenance.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=10)
+            self._maintenance = None
+        for event in self._merge_cancel.values():
+            event.set()
+        for thread in list(self._merges.values()):
+            thread.join(timeout=30)
+        self.engine.dispose()
+
+    def _maintain(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a bug in one round; it is logged, not hidden
+                log.exception("maintenance round failed")
+
+    def tick(self) -> None:
+        """One maintenance round (the loop calls it every second; tests call it directly)."""
+        with self.lock:
+            for agent_id in self.scheduler.expire():
+                self._log_lost(agent_id)
+            for lease, frame in self.scheduler.stalled():
+                task = self.scheduler.tasks[lease.task_id]
+                self._record_failure(
+                    lease.task_id,
+                    frame,
+                    lease.agent_id,
+                    f"frame {frame} made no progress for {task.frame_timeout_s:g} s",
+                    "stalled",
+                    [],
+                    lease.attempt,
+                )
+            self._advance_stages()
+
+    # -- restore after a restart -------------------------------------------------------------
+    def _restore(self) -> None:
+        with self.sessions.begin() as s:
+            for task in s.scalars(
+                sa.select(RenderTask).where(RenderTask.stage.in_([*ACTIVE, Stage.PAUSED, Stage.MERGING]))
+            ):
+                done = {
+                    f.number: f.render_seconds
+                    for f in s.scalars(sa.select(Frame).where(Frame.task_id == task.id, Frame.state == FrameState.DONE))
+                }
+                self._schedule(task, done)
+                if task.stage is Stage.PAUSED:
+                    self.scheduler.pause_task(task.id)
+                blocked = s.scalars(sa.select(BlockedAgent.agent_id).where(BlockedAgent.task_id == task.id))
+                self.scheduler.tasks[task.id].blocked.update(blocked)
+            for agent in s.scalars(sa.select(Agent)):
+                entry = self.scheduler.agent_online(agent.id, [b for b in agent.blenders.split(",") if b])
+                entry.online = False  # until it says hello again
+                entry.enabled = agent.enabled
+
+    def _schedule(self, task: RenderTask, done: dict[int, float | None] | None = None) -> None:
+        if task.start is None or task.end is None:
+            raise FarmError(f"task {task.id} has no frame range")
+        frames = range(task.start, task.end + 1, max(task.step, 1))
+        self.scheduler.add_task(
+            task.id,
+            frames,
+            priority=task.priority,
+            submitted=task.created_at.timestamp(),
+            blender_version=task.blender_version or "0.0",
+            preview_first=task.preview_first,
+            frame_timeout_s=task.frame_timeout_s,
+            done=done,
+        )
+
+    # -- submitting ----------------------------------------------------------------------------
+    def init_new_task(self, original_name: str = "") -> tuple[Path, str]:
+        """Create a task in stage ``uploaded``; returns where to save its file, and its key."""
+        task_id = uuid.uuid4().hex
+        with self.sessions.begin() as s:
+            s.add(
+                RenderTask(
+                    id=task_id,
+                    original_name=original_name[:255],
+                    file_server_address=self.file_server_address,
+                    file_server_port=self.file_server_port,
+                )
+            )
+        return self.storage.upload_path(task_id), task_id
+
+    def run_task(self, task_id: str, options: TaskOptions | None = None) -> dict[str, Any]:
+        """Read the uploaded file, validate it and queue it. Bad input: BadRequest, task failed."""
+        options = options or TaskOptions()
+        upload = self.storage.upload_path(task_id)
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if task.stage is not Stage.UPLOADED:
+                raise Conflict(f"task {task_id} was already started")
+            try:
+                self._prepare(task, upload, options)
+            except BadRequest as exc:
+                task.stage = transition(task.stage, Stage.FAILED)
+                task.error = str(exc)
+                upload.unlink(missing_ok=True)
+                s.add(TaskEvent(task_id=task_id, level="error", message=str(exc)))
+                raise
+            task.stage = transition(task.stage, Stage.QUEUED)
+            task.queued_at = utcnow()
+            s.flush()
+            numbers = range(task.start or 0, (task.end or 0) + 1, task.step)
+            s.execute(sa.insert(Frame), [{"task_id": task_id, "number": n} for n in numbers])
+            self._schedule(task)
+            return self._task_dict(s, task)
+
+    def submit_file(self, path: Path, options: TaskOptions | None = None) -> dict[str, Any]:
+        """Copy a local file in and run it (what the GUI and ``farmgui submit`` on this PC do)."""
+        upload, task_id = self.init_new_task(path.name)
+        with path.open("rb") as src:
+            from .storage import copy_stream
+
+            copy_stream(src, upload, self.max_upload_bytes)
+        return self.run_task(task_id, options)
+
+    def _prepare(self, task: RenderTask, upload: Path, options: TaskOptions) -> None:
+        if not upload.exists() or upload.stat().st_size == 0:
+            raise BadRequest("the uploaded file is empty")
+        try:
+            data_type = detect_data_type(upload)
+        except BlendFileError as exc:
+            raise BadRequest(exc.message) from exc
+        if data_type is BlenderDataType.MULTI_FILE:
+            raise BadRequest("zip projects are not supported yet: submit the .blend file")
+        try:
+            with BlendFile.open(upload) as bfile:
+                scenes = bfile.scenes()
+                current = bfile.current_scene()
+                version = bfile.version
+        except BlendFileError as exc:
+            raise BadRequest(exc.message) from exc
+        scene: Scene | None = current
+        if options.scene is not None:
+            scene = next((sc for sc in scenes if sc.name == options.scene), None)
+            if scene is None:
+                names = ", ".join(sc.name for sc in scenes)
+                raise BadRequest(f"no scene called {options.scene!r} (the file has: {names})")
+        if scene is None:  # unreachable: current_scene() raises for a file without scenes
+            raise BadRequest("the file has no scene")
+        start = scene.frame_start if options.frame_start is None else options.frame_start
+        end = scene.frame_end if options.frame_end is None else options.frame_end
+        step = scene.frame_step if options.frame_step is None else options.frame_step
+        if step < 1:
+            raise BadRequest(f"the frame step must be at least 1, not {step}")
+        checked = replace(scene, frame_start=start, frame_end=end, frame_step=step)
+        problems = scene_problems(checked)
+        if problems:
+            raise BadRequest(f"scene {scene.name!r}: " + "; ".join(problems))
+        sha, size = self.storage.store_file(upload)
+        task.data_type = data_type
+        task.output_type = scene.output_type
+        task.start, task.end, task.step = start, end, step
+        task.file_sha256, task.file_size = sha, size
+        task.scene = scene.name
+        task.blender_version = version
+        task.fps, task.fps_numerator, task.fps_base = scene.fps, scene.fps_numerator, scene.fps_base
+        task.resolution_x, task.resolution_y = scene.render_size
+        task.engine = scene.engine
+        task.camera = scene.camera
+        if scene.ffmpeg is not None:
+            task.container, task.codec = scene.ffmpeg.container, scene.ffmpeg.codec
+        task.priority = options.priority
+        task.trusted = options.trusted
+        task.preview_first = options.preview_first
+        task.frame_timeout_s = options.frame_timeout_s
+
+    # -- user actions --------------------------------------------------------------------------
+    def _change_stage(self, s: so.Session, task: RenderTask, target: Stage) -> None:
+        task.stage = transition(task.stage, target)
+
+    def cancel(self, task_id: str) -> None:
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if not can_transition(task.stage, Stage.CANCELLED):
+                raise Conflict(f"task {task_id} is {task.stage.value} and cannot be cancelled")
+            self._change_stage(s, task, Stage.CANCELLED)
+            task.finished_at = utcnow()
+            if task_id in self.scheduler.tasks:
+                self.scheduler.cancel_task(task_id)
+            if task_id in self._merge_cancel:
+                self._merge_cancel[task_id].set()
+            s.add(TaskEvent(task_id=task_id, message="cancelled by the user"))
+
+    def pause(self, task_id: str) -> None:
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if not can_transition(task.stage, Stage.PAUSED):
+                raise Conflict(f"task {task_id} is {task.stage.value} and cannot be paused")
+            self._change_stage(s, task, Stage.PAUSED)
+            self.scheduler.pause_task(task_id)
+
+    def resume(self, task_id: str) -> None:
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if task.stage is not Stage.PAUSED:
+                raise Conflict(f"task {task_id} is {task.stage.value}, not paused")
+            started = self.scheduler.tasks[task_id].done_count > 0 or task.started_at is not None
+            self._change_stage(s, task, Stage.RENDERING if started else Stage.QUEUED)
+            self.scheduler.resume_task(task_id)
+
+    def retry(self, task_id: str) -> int:
+        """Requeue the failed frames of a failed task (and clear its block list)."""
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if task.stage is not Stage.FAILED or task_id not in self.scheduler.tasks:
+                raise Conflict(f"task {task_id} is {task.stage.value}: only a failed render can be retried")
+            count = self.scheduler.retry_failed(task_id)
+            self._change_stage(s, task, Stage.QUEUED)
+            task.error = None
+            s.execute(sa.delete(BlockedAgent).where(BlockedAgent.task_id == task_id))
+            s.execute(
+                sa.update(Frame)
+                .where(Frame.task_id == task_id, Frame.state == FrameState.FAILED)
+                .values(state=FrameState.QUEUED)
+            )
+            s.add(TaskEvent(task_id=task_id, message=f"retrying {count} failed frame(s)"))
+            return count
+
+    def set_priority(self, task_id: str, priority: int) -> None:
+        with self.lock, self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            task.priority = priority
+            if task_id in self.scheduler.tasks:
+                self.scheduler.set_priority(task_id, priority)
+
+    def clear_blocklist(self, task_id: str) -> None:
+        with self.lock, self.sessions.begin() as s:
+            self._get(s, task_id)
+            s.execute(sa.delete(BlockedAgent).where(BlockedAgent.task_id == task_id))
+            if task_id in self.scheduler.tasks:
+                self.scheduler.clear_blocklist(task_id)
+
+    def set_agent_enabled(self, agent_id: str, enabled: bool) -> None:
+        with self.lock, self.sessions.begin() as s:
+            agent = s.get(Agent, agent_id)
+            if agent is None:
+                raise NotFound(f"no agent {agent_id}")
+            agent.enabled = enabled
+            self.scheduler.set_agent_enabled(agent_id, enabled)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _get(self, s: so.Session, task_id: str) -> RenderTask:
+        task = s.get(RenderTask, task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        return task
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        with self.lock, self.sessions.begin() as s:
+            return self._task_dict(s, self._get(s, task_id))
+
+    def tasks(self) -> list[dict[str, Any]]:
+        with self.lock, self.sessions.begin() as s:
+            return [self._task_dict(s, t) for t in s.scalars(sa.select(RenderTask).order_by(RenderTask.created_at))]
+
+    def _task_dict(self, s: so.Session, task: RenderTask) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for column in RenderTask.__table__.columns:
+            value = getattr(task, column.key)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif hasattr(value, "value"):
+                value = value.value
+            values[column.key] = value
+        values["task_key"] = task.id
+        progress = self._progress(s, task)
+        values["frames_total"] = progress.frames_total
+        values["frames_done"] = progress.frames_done
+        values["waiting_reason"] = progress.waiting_reason
+        return values
+
+    def progress_simple(self, task_id: str) -> tuple[Stage, float, float]:
+        """(stage, current stage progress or -inf, total progress), as the seed defines it."""
+        p = self.progress(task_id)
+        return p.stage, p.stage_progress, p.total_progress
+
+    def progress_detailed(self, task_id: str) -> list[tuple[float, float]]:
+        """For the rendering stage: (share of the task assigned to a worker, its progress) each."""
+        return [(w.share, w.progress) for w in self.progress(task_id).workers]
+
+    def progress(self, task_id: str) -> TaskProgress:
+        with self.lock, self.sessions.begin() as s:
+            return self._progress(s, self._get(s, task_id))
+
+    def _progress(self, s: so.Session, task: RenderTask) -> TaskProgress:
+        entry = self.scheduler.tasks.get(task.id)
+        if entry is not None:
+            total = len(entry.frames)
+            done = entry.done_count
+            rendered = sum(f.renders for f in entry.frames.values())
+            workers = [WorkerProgress(a, share, prog) for a, share, prog in self.scheduler.workers(task.id)]
+            partial = sum(share * prog for _, share, prog in self.scheduler.workers(task.id))
+        else:
+            total = s.scalar(sa.select(sa.func.count()).where(Frame.task_id == task.id)) or 0
+            done = (
+                s.scalar(sa.select(sa.func.count()).where(Frame.task_id == task.id, Frame.state == FrameState.DONE))
+                or 0
+            )
+            rendered = s.scalar(sa.select(sa.func.sum(Frame.renders)).where(Frame.task_id == task.id)) or done
+            workers, partial = [], done / total if total else 0.0
+        render_part = partial if total else 0.0
+        stage = task.stage
+        if stage is Stage.RENDERING:
+            stage_progress = render_part
+        elif stage is Stage.MERGING:
+            stage_progress = task.merge_progress
+        elif stage is Stage.FINISHED:
+            stage_progress = 1.0
+        else:
+            stage_progress = -math.inf
+        if stage is Stage.FINISHED:
+            total_progress = 1.0
+        elif stage is Stage.MERGING:
+            total_progress = _RENDER_WEIGHT + (1 - _RENDER_WEIGHT) * task.merge_progress
+        else:
+            total_progress = _RENDER_WEIGHT * render_part
+        reason = self.scheduler.waiting_reason(task.id) if entry is not None and stage in ACTIVE else None
+        return TaskProgress(
+            stage,
+            stage_progress,
+            total_progress,
+            done,
+            total,
+            rendered,
+            workers if stage in (Stage.RENDERING, Stage.PAUSED) else [],
+            task.error,
+            reason,
+        )
+
+    def frames(self, task_id: str) -> list[dict[str, Any]]:
+        """Every frame with its state and the agent that has or had it (the GUI's frame grid)."""
+        with self.lock, self.sessions.begin() as s:
+            self._get(s, task_id)
+            rows = {f.number: f for f in s.scalars(sa.select(Frame).where(Frame.task_id == task_id))}
+            entry = self.scheduler.tasks.get(task_id)
+            holders: dict[int, str] = {}
+            for lease in self.scheduler.leases.values():
+                if lease.task_id == task_id:
+                    for n in lease.frames:
+                        holders[n] = lease.agent_id
+            result = []
+            for number in sorted(rows):
+                row = rows[number]
+                state = entry.frames[number].state if entry is not None and number in entry.frames else row.state
+                result.append(
+                    {
+                        "frame": number,
+                        "state": state.value,
+                        "agent": holders.get(number, row.agent_id),
+                        "seconds": row.render_seconds,
+                    }
+                )
+            return result
+
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        with self.sessions.begin() as s:
+            self._get(s, task_id)
+            rows = s.scalars(sa.select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id))
+            return [
+                {
+                    "at": e.at.isoformat(),
+                    "level": e.level,
+                    "agent": e.agent_id,
+                    "frame": e.frame,
+                    "fault": e.fault,
+                    "message": e.message,
+                    "log_tail": e.log_tail.splitlines() if e.log_tail else [],
+                }
+                for e in rows
+            ]
+
+    def result_file(self, task_id: str) -> Path:
+        with self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if task.stage is not Stage.FINISHED or task.result_path is None:
+                raise Conflict(f"task {task_id} is {task.stage.value}: the result is not ready")
+            return self.storage.absolute(task.result_path)
+
+    def frame_files(self, task_id: str) -> list[Path]:
+        with self.sessions.begin() as s:
+            self._get(s, task_id)
+            rows = s.scalars(
+                sa.select(Frame.path)
+                .where(Frame.task_id == task_id, Frame.state == FrameState.DONE)
+                .order_by(Frame.number)
+            )
+            return [self.storage.absolute(p) for p in rows if p]
+
+    def agents(self) -> list[AgentSnapshot]:
+        with self.lock, self.sessions.begin() as s:
+            current: dict[str, list[tuple[str, int, float]]] = {}
+            for lease in self.scheduler.leases.values():
+                for frame, progress in lease.progress.items():
+                    if frame in lease.frames:
+                        current.setdefault(lease.agent_id, []).append((lease.task_id, frame, progress))
+            result = []
+            for row in s.scalars(sa.select(Agent).order_by(Agent.name)):
+                entry = self.scheduler.agents.get(row.id)
+                spf = [t.spf[row.id] for t in self.scheduler.tasks.values() if row.id in t.spf]
+                result.append(
+                    AgentSnapshot(
+                        row.id,
+                        row.name,
+                        row.host,
+                        row.port,
+                        entry is not None and entry.online,
+                        row.enabled,
+                        [b for b in row.blenders.split(",") if b],
+                        current.get(row.id, []),
+                        spf[-1] if spf else None,
+                    )
+                )
+            return result
+
+    # -- the agents' side ----------------------------------------------------------------------
+    def hello(self, info: AgentInfo, host: str | None = None) -> None:
+        """An agent introduces itself (first contact, or back after a restart of either side)."""
+        versions = [b.version for b in info.blenders]
+        with self.lock, self.sessions.begin() as s:
+            row = s.get(Agent, info.agent_id)
+            if row is None:
+                row = Agent(id=info.agent_id, enabled=True)
+                s.add(row)
+            row.name = info.name
+            row.host = host or info.host
+            row.port = info.port
+            row.blenders = ",".join(versions)
+            row.cpus = info.cpus
+            row.gpus = ",".join(info.gpus)
+            row.last_seen = utcnow()
+            entry = self.scheduler.agent_online(info.agent_id, versions)
+            entry.enabled = row.enabled
+            self._agent_info[info.agent_id] = info
+
+    def heartbeat(self, beat: Heartbeat) -> HeartbeatReply:
+        with self.lock:
+            agent = self.scheduler.agents.get(beat.agent_id)
+            if agent is None or not agent.online:
+                return HeartbeatReply(known=False)
+            self.scheduler.seen(beat.agent_id)
+            abandon: list[FrameProgress] = []
+            for p in beat.running:
+                if not self.scheduler.progress(beat.agent_id, p.attempt, p.frame, p.progress):
+                    abandon.append(p)
+            held = [(p.attempt, p.frame) for p in beat.queued]
+            dropped = set(self.scheduler.abandoned(beat.agent_id, held))
+            abandon += [p for p in beat.queued if (p.attempt, p.frame) in dropped]
+            cancelled = sorted(
+                {p.task_id for p in (*beat.running, *beat.queued)}
+                & {t for t, e in self.scheduler.tasks.items() if e.run is TaskRun.CANCELLED}
+            )
+            return HeartbeatReply(known=True, abandon=abandon, cancel_tasks=cancelled)
+
+    def request_work(self, req: WorkRequest) -> WorkAssignment | None:
+        with self.lock:
+            work = self.scheduler.request_work(req.agent_id, req.warm_tasks, req.queued_frames)
+            if work is None:
+                return None
+            with self.sessions.begin() as s:
+                task = self._get(s, work.task_id)
+                if task.stage is Stage.QUEUED:
+                    task.stage = transition(task.stage, Stage.RENDERING)
+                    task.started_at = task.started_at or utcnow()
+                if task.file_sha256 is None or task.data_type is None:
+                    raise FarmError(f"task {task.id} has no file")
+                return WorkAssignment(
+                    task_id=task.id,
+                    attempt=work.attempt,
+                    frames=work.frames,
+                    file_sha256=task.file_sha256,
+                    file_name=task.original_name or "task.blend",
+                    file_size=task.file_size,
+                    data_type=task.data_type.value,
+                    scene=task.scene or "",
+                    blender_version=task.blender_version or "0.0",
+                    output_type=(task.output_type or RenderOutputType.PNG).value,
+                    trusted=task.trusted,
+                    frame_timeout_s=task.frame_timeout_s,
+                )
+
+    def file_for(self, sha256: str) -> Path:
+        try:
+            path = self.storage.file_path(sha256)
+        except ValueError as exc:
+            raise NotFound(str(exc)) from exc
+        if not path.exists():
+            raise NotFound(f"no file {sha256}")
+        return path
+
+    def accept_frame(
+        self,
+        task_id: str,
+        frame: int,
+        agent_id: str,
+        attempt: str | None,
+        received: Path,
+        sha256: str,
+        seconds: float,
+        ext: str,
+    ) -> FrameAccepted:
+        """A frame file arrived (already on disk at ``received``, sha256 checked by the caller)."""
+        try:
+            ext = safe_extension(ext)
+        except ValueError as exc:
+            received.unlink(missing_ok=True)
+            raise BadRequest(str(exc)) from exc
+        with self.lock:
+            outcome = self.scheduler.frame_done(agent_id, task_id, frame, seconds, attempt)
+            if outcome is not Outcome.ACCEPTED:
+                received.unlink(missing_ok=True)
+                return FrameAccepted(accepted=False, duplicate=outcome is Outcome.DUPLICATE)
+            target = self.storage.frame_path(task_id, frame, ext)
+            received.replace(target)
+            with self.sessions.begin() as s:
+                s.execute(
+                    sa.update(Frame)
+                    .where(Frame.task_id == task_id, Frame.number == frame)
+                    .values(
+                        state=FrameState.DONE,
+                        agent_id=agent_id,
+                        render_seconds=seconds,
+                        sha256=sha256,
+                        path=self.storage.relative(target),
+                        renders=self.scheduler.tasks[task_id].frames[frame].renders,
+                        updated_at=utcnow(),
+                    )
+                )
+            self._advance_stages()
+            return FrameAccepted(accepted=True)
+
+    def frame_failed(self, task_id: str, frame: int, failure: FrameFailure) -> Outcome:
+        with self.lock:
+            return self._record_failure(
+                task_id, frame, failure.agent_id, failure.error, failure.fault, failure.log_tail, failure.attempt
+            )
+
+    def _record_failure(
+        self,
+        task_id: str,
+        frame: int,
+        agent_id: str,
+        error: str,
+        fault: str,
+        log_tail: Iterable[str],
+        attempt: str | None,
+    ) -> Outcome:
+        outcome = self.scheduler.frame_failed(agent_id, task_id, frame, error, attempt)
+        if outcome is Outcome.UNKNOWN:
+            return outcome
+        with self.sessions.begin() as s:
+            task = s.get(RenderTask, task_id)
+            if task is None:
+                return Outcome.UNKNOWN
+            s.add(
+                TaskEvent(
+                    task_id=task_id,
+                    level="error",
+                    agent_id=agent_id,
+                    frame=frame,
+                    fault=fault,
+                    message=error,
+                    log_tail="\n".join(log_tail) or None,
+                )
+            )
+            if outcome is Outcome.AGENT_BLOCKED:
+                s.merge(BlockedAgent(task_id=task_id, agent_id=agent_id))
+                s.add(
+                    TaskEvent(
+                        task_id=task_id,
+                        level="warning",
+                        agent_id=agent_id,
+                        message="agent taken off the task after 3 failures",
+                    )
+                )
+            elif outcome is Outcome.TASK_FAILED:
+                entry = self.scheduler.tasks[task_id]
+                task.stage = transition(task.stage, Stage.FAILED)
+                task.error = entry.error
+                task.finished_at = utcnow()
+                s.execute(
+                    sa.update(Frame)
+                    .where(Frame.task_id == task_id, Frame.number == frame)
+                    .values(state=FrameState.FAILED)
+                )
+        return outcome
+
+    def _log_lost(self, agent_id: str) -> None:
+        with self.sessions.begin() as s:
+            for task_id in self.scheduler.tasks:
+                if self.scheduler.tasks[task_id].run is TaskRun.ACTIVE:
+                    s.add(
+                        TaskEvent(
+                            task_id=task_id,
+                            level="warning",
+                            agent_id=agent_id,
+                            message="agent lost: its unfinished frames were requeued",
+                        )
+                    )
+                    break
+
+    # -- stages after rendering ---------------------------------------------------------------
+    def _advance_stages(self) -> None:
+        """Start the merge of every task whose frames are all done."""
+        for task_id, entry in list(self.scheduler.tasks.items()):
+            if entry.run is TaskRun.DONE and task_id not in self._merges:
+                with self.sessions.begin() as s:
+                    task = s.get(RenderTask, task_id)
+                    if task is None or task.stage in (Stage.FINISHED, Stage.CANCELLED, Stage.FAILED):
+                        continue
+                    if task.stage is not Stage.MERGING:
+                        task.stage = transition(task.stage, Stage.MERGING)
+                        task.merge_progress = 0.0
+                self._start_merge(task_id)
+
+    def _start_merge(self, task_id: str) -> None:
+        cancel = threading.Event()
+        self._merge_cancel[task_id] = cancel
+        thread = threading.Thread(target=self._merge, args=(task_id, cancel), name=f"merge-{task_id[:8]}", daemon=True)
+        self._merges[task_id] = thread
+        thread.start()
+
+    def _merge(self, task_id: str, cancel: threading.Event) -> None:
+        from .merging import merge_task
+
+        try:
+            result = merge_task(self, task_id, cancel)
+        except Exception as exc:  # any merge failure becomes the task's error, shown to the user
+            log.exception("merge of %s failed", task_id)
+            self._merge_finished(task_id, None, f"merging failed: {exc}")
+        else:
+            self._merge_finished(task_id, result, None)
+
+    def set_merge_progress(self, task_id: str, value: float) -> None:
+        with self.sessions.begin() as s:
+            task = s.get(RenderTask, task_id)
+            if task is not None:
+                task.merge_progress = max(0.0, min(1.0, value))
+
+    def merge_inputs(self, task_id: str) -> tuple[RenderTask, list[Path]]:
+        with self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            s.expunge(task)
+        return task, self.frame_files(task_id)
+
+    def _merge_finished(self, task_id: str, result: Path | None, error: str | None) -> None:
+        with self.lock, self.sessions.begin() as s:
+            task = s.get(RenderTask, task_id)
+            self._merge_cancel.pop(task_id, None)
+            if task is None or task.stage is not Stage.MERGING:
+                return
+            if result is not None:
+                task.stage = transition(task.stage, Stage.FINISHED)
+                task.result_path = self.storage.relative(result)
+                task.merge_progress = 1.0
+                s.add(TaskEvent(task_id=task_id, message=f"finished: {result.name}"))
+            else:
+                task.stage = transition(task.stage, Stage.FAILED)
+                task.error = error
+                s.add(TaskEvent(task_id=task_id, level="error", message=error or "merge failed"))
+            task.finished_at = utcnow()
+            self.scheduler.remove_task(task_id)

@@ -1,0 +1,307 @@
+"""The manager's REST API and service, driven over HTTP by a scripted agent speaking the real protocol.
+
+(The end-to-end tests with real agents and real Blender are in tests/integration/.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agent import protocol as p
+from farmgui.core.api import create_app
+from farmgui.core.service import FarmService
+from tests.conftest import BLENDFILES
+from tests.pngs import png_bytes
+
+TOKEN = "test-token-0123456789"
+CAMERA_FILE = BLENDFILES / "gltf-blender-io/36_viewport_material_export.blend"  # 4.5, PNG, has a camera
+AUTH = p.bearer(TOKEN)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(tmp_path: Path, clock: Clock) -> Iterator[FarmService]:
+    svc = FarmService(tmp_path / "data", clock=clock)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(service: FarmService) -> Iterator[TestClient]:
+    with TestClient(create_app(service, TOKEN)) as c:
+        yield c
+
+
+def submit(client: TestClient, path: Path = CAMERA_FILE, **form: Any) -> str:
+    with path.open("rb") as f:
+        response = client.post(
+            "/api/render-tasks/run_task/",
+            files={"file": (path.name, f, "application/octet-stream")},
+            data={k: str(v) for k, v in form.items()},
+            headers=AUTH,
+        )
+    assert response.status_code == 201, response.text
+    return str(response.json()["task_key"])
+
+
+class ScriptedAgent:
+    """Speaks the agent side of the protocol over HTTP; renders nothing (frames are tiny PNGs)."""
+
+    def __init__(self, client: TestClient, agent_id: str, blenders: tuple[str, ...] = ("4.5.3",)) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        info = p.AgentInfo(
+            agent_id, agent_id, "127.0.0.1", 9999, blenders=[p.BlenderVersion(v, "executable") for v in blenders]
+        )
+        r = client.post(p.MANAGER_HELLO, json=info.to_dict(), headers=AUTH)
+        assert r.status_code == 200, r.text
+
+    def work(self, warm: list[str] | None = None) -> p.WorkAssignment | None:
+        req = p.WorkRequest(self.agent_id, warm_tasks=warm or [])
+        r = self.client.post(p.MANAGER_WORK, json=req.to_dict(), headers=AUTH)
+        if r.status_code == 204:
+            return None
+        assert r.status_code == 200, r.text
+        return p.WorkAssignment.from_dict(r.json())
+
+    def beat(self, running: list[p.FrameProgress]) -> p.HeartbeatReply:
+        beat = p.Heartbeat(self.agent_id, p.AgentState.RENDERING, running=running)
+        r = self.client.post(p.MANAGER_HEARTBEAT, json=beat.to_dict(), headers=AUTH)
+        assert r.status_code == 200, r.text
+        return p.HeartbeatReply.from_dict(r.json())
+
+    def upload(
+        self, work: p.WorkAssignment, frame: int, data: bytes | None = None, sha: str | None = None
+    ) -> dict[str, Any]:
+        body = data if data is not None else png_bytes(shade=frame)
+        headers = {
+            **AUTH,
+            p.HEADER_AGENT_ID: self.agent_id,
+            p.HEADER_ATTEMPT: work.attempt,
+            p.HEADER_SHA256: sha or hashlib.sha256(body).hexdigest(),
+            p.HEADER_RENDER_SECONDS: "1.5",
+            p.HEADER_EXTENSION: "png",
+        }
+        r = self.client.put(p.MANAGER_FRAME.format(task_id=work.task_id, frame=frame), content=body, headers=headers)
+        return {"status": r.status_code, **r.json()}
+
+    def render_all(self, work: p.WorkAssignment) -> None:
+        for frame in work.frames:
+            self.beat([p.FrameProgress(work.task_id, work.attempt, frame, 0.5)])
+            assert self.upload(work, frame)["accepted"]
+
+
+def test_every_endpoint_needs_the_token(client: TestClient) -> None:
+    doc = client.get("/openapi.json", headers=AUTH).json()
+    assert "HTTPBearer" in doc["components"]["securitySchemes"]
+    checked = 0
+    for path, operations in doc["paths"].items():
+        url = path.replace("{task_key}", "x").replace("{task_id}", "x").replace("{frame}", "1")
+        url = url.replace("{agent_id}", "x").replace("{sha256}", "0" * 64)
+        for method in operations:
+            assert operations[method].get("security"), f"{method} {path} does not document the token"
+            for headers in ({}, p.bearer("wrong")):
+                r = client.request(method.upper(), url, headers=headers)
+                assert r.status_code == 401, (method, url, r.status_code)
+                assert "error" in r.json()
+                checked += 1
+    assert checked >= 2 * 20
+    assert client.get("/openapi.json").status_code == 401
+    assert "/api/render-tasks/run_task/" in doc["paths"]
+    root = client.get("/api/", headers=AUTH).json()
+    assert any(e["path"] == "/api/render-tasks/{task_key}/progress/" for e in root["endpoints"])
+
+
+def test_bad_uploads_get_a_reason_and_leave_nothing(client: TestClient, service: FarmService, tmp_path: Path) -> None:
+    cases = {
+        "notes.blend": b"hello, not a blend file",
+        "empty.blend": b"",
+        "cut.blend": CAMERA_FILE.read_bytes()[:5000],
+    }
+    for name, data in cases.items():
+        r = client.post("/api/render-tasks/run_task/", files={"file": (name, data)}, headers=AUTH)
+        assert r.status_code == 400, (name, r.text)
+        assert r.json()["error"]
+    r = client.post(
+        "/api/render-tasks/run_task/",
+        files={"file": ("x.blend", CAMERA_FILE.read_bytes())},
+        data={"scene": "Nope"},
+        headers=AUTH,
+    )
+    assert r.status_code == 400
+    assert "no scene called 'Nope'" in r.json()["error"]
+    r = client.post(
+        "/api/render-tasks/run_task/",
+        files={"file": ("x.blend", CAMERA_FILE.read_bytes())},
+        data={"frame_start": 10, "frame_end": 5},
+        headers=AUTH,
+    )
+    assert r.status_code == 400
+    assert "empty frame range" in r.json()["error"]
+    no_camera = BLENDFILES / "bat/basic_file.blend"
+    r = client.post("/api/render-tasks/run_task/", files={"file": ("x.blend", no_camera.read_bytes())}, headers=AUTH)
+    assert r.status_code == 400
+    assert "no camera" in r.json()["error"]
+    assert list((service.data_dir / "uploads").iterdir()) == []
+    assert list((service.data_dir / "files").iterdir()) == []
+
+
+def test_render_a_task_with_two_agents(client: TestClient, service: FarmService) -> None:
+    key = submit(client, frame_start=1, frame_end=8)
+    progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+    assert progress["stage"] == "queued"
+    assert progress["stage_progress"] is None
+    assert progress["frames_total"] == 8
+    a, b = ScriptedAgent(client, "a"), ScriptedAgent(client, "b")
+    work_a = a.work()
+    assert work_a is not None
+    assert work_a.blender_version == "4.5"
+    assert work_a.output_type == "PNG"
+    assert not work_a.trusted
+    blend = client.get(p.MANAGER_FILE.format(sha256=work_a.file_sha256), headers=AUTH)
+    assert blend.content == CAMERA_FILE.read_bytes()
+    a.beat([p.FrameProgress(key, work_a.attempt, work_a.frames[0], 0.25)])
+    progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+    assert progress["stage"] == "rendering"
+    assert progress["workers"][0]["agent"] == "a"
+    a.render_all(work_a)
+    while True:
+        did = False
+        for agent in (a, b):
+            work = agent.work(warm=[key])
+            if work is not None:
+                agent.render_all(work)
+                did = True
+        if not did:
+            break
+    service.tick()
+    for thread in list(service._merges.values()):
+        thread.join(timeout=60)
+    progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+    assert progress["stage"] == "finished", progress
+    assert progress["frames_done"] == 8
+    assert progress["total_progress"] == 1.0
+    download = client.get(f"/api/render-tasks/{key}/download/", headers=AUTH)
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/octet-stream"
+    zip_path = service.data_dir / "downloaded.zip"
+    zip_path.write_bytes(download.content)
+    with zipfile.ZipFile(zip_path) as zf:
+        assert sorted(zf.namelist()) == [f"frame_{n:06d}.png" for n in range(1, 9)]
+    frames = client.get(f"/api/render-tasks/{key}/frames/", headers=AUTH).json()
+    assert {f["state"] for f in frames} == {"done"}
+    assert {f["agent"] for f in frames} <= {"a", "b"}
+
+
+def test_download_is_409_until_finished(client: TestClient) -> None:
+    key = submit(client, frame_start=1, frame_end=2)
+    r = client.get(f"/api/render-tasks/{key}/download/", headers=AUTH)
+    assert r.status_code == 409
+    assert "not ready" in r.json()["error"]
+    assert client.get("/api/render-tasks/nope/progress/", headers=AUTH).status_code == 404
+
+
+def test_damaged_upload_and_duplicates(client: TestClient, service: FarmService, clock: Clock) -> None:
+    key = submit(client, frame_start=1, frame_end=3)
+    a, b = ScriptedAgent(client, "a"), ScriptedAgent(client, "b")
+    work = a.work()
+    assert work is not None
+    assert a.upload(work, work.frames[0], sha="0" * 64)["status"] == 400, "a sha256 that does not match is refused"
+    a.beat([p.FrameProgress(key, work.attempt, work.frames[0], 0.1)])
+    clock.now += 20
+    b.beat([])
+    service.tick()  # a is lost: its frame goes back to the queue
+    again = b.work()
+    assert again is not None
+    assert again.frames[0] == work.frames[0]
+    # a comes back with its late frame: accepted (first result), b's is then a duplicate.
+    ScriptedAgent(client, "a")
+    assert a.upload(work, work.frames[0])["accepted"]
+    second = b.upload(again, again.frames[0])
+    assert not second["accepted"]
+    assert second["duplicate"]
+    reply = b.beat([p.FrameProgress(key, again.attempt, again.frames[0], 0.9)])
+    assert [x.frame for x in reply.abandon] == [again.frames[0]]
+    frame_files = list((service.data_dir / "tasks" / key / "frames").glob("frame_*"))
+    assert len(frame_files) == 1, "exactly one file per finished frame, no leftovers"
+
+
+def test_failures_reach_the_log_and_the_api(client: TestClient) -> None:
+    key = submit(client, frame_start=1, frame_end=1)
+    agents = [ScriptedAgent(client, name) for name in ("a", "b", "c")]
+    for agent in agents:
+        work = agent.work()
+        assert work is not None
+        failure = p.FrameFailure(
+            agent.agent_id,
+            work.attempt,
+            "Error: Build without OpenImageDenoiser",
+            "denoiser-unavailable",
+            ["Fra:1 ...", "Error: Build without OpenImageDenoiser"],
+        )
+        r = client.post(p.MANAGER_FRAME_FAILED.format(task_id=key, frame=1), json=failure.to_dict(), headers=AUTH)
+        assert r.status_code == 200
+    progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+    assert progress["stage"] == "failed"
+    assert "OpenImageDenoiser" in progress["error"]
+    events = client.get(f"/api/render-tasks/{key}/events/", headers=AUTH).json()
+    assert sum(e["fault"] == "denoiser-unavailable" for e in events) == 3
+    assert events[0]["log_tail"][-1] == "Error: Build without OpenImageDenoiser"
+    r = client.post(f"/api/render-tasks/{key}/retry/", headers=AUTH)
+    assert r.status_code == 200
+    assert r.json()["stage"] == "queued"
+
+
+def test_version_aware_waiting_reason(client: TestClient) -> None:
+    key = submit(client, BLENDFILES / "gltf-blender-io/38_pointcloud_GN.blend", frame_start=1, frame_end=2)
+    old = ScriptedAgent(client, "old", blenders=("3.4.1",))
+    assert old.work() is None
+    task = client.get(f"/api/render-tasks/{key}/", headers=AUTH).json()
+    assert task["waiting_reason"] == "needs Blender >= 5.1; agents have 3.4"
+    assert task["blender_version"] == "5.1"
+
+
+def test_restart_keeps_finished_frames(tmp_path: Path, clock: Clock) -> None:
+    data = tmp_path / "data"
+    service = FarmService(data, clock=clock)
+    with TestClient(create_app(service, TOKEN)) as client:
+        key = submit(client, frame_start=1, frame_end=6)
+        agent = ScriptedAgent(client, "a")
+        work = agent.work()
+        assert work is not None
+        agent.render_all(work)
+        first = set(work.frames)
+    service.close()  # as good as a kill: nothing is flushed on close that was not committed already
+    service = FarmService(data, clock=clock)
+    try:
+        with TestClient(create_app(service, TOKEN)) as client:
+            progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+            assert progress["frames_done"] == len(first)
+            agent = ScriptedAgent(client, "a")
+            seen: set[int] = set()
+            while (work := agent.work(warm=[key])) is not None:
+                seen |= set(work.frames)
+                agent.render_all(work)
+            assert seen.isdisjoint(first), "no finished frame is rendered again"
+            assert seen | first == set(range(1, 7))
+    finally:
+        service.close()
