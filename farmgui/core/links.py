@@ -1,0 +1,173 @@
+"""The manager's side of attaching agents: those zeroconf finds and those added by address.
+
+A zeroconf record is a hint. Before an agent gets any work, the manager asks it who it is over
+HTTP with the farm token (``GET /agent/v1/info``): an agent that does not know the token answers
+401 and is listed as unpaired; one whose id differs from its record is not trusted. Only then is
+it told the manager's URL (``POST /agent/v1/attach``), after which the agent pulls work itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+import httpx
+
+from agent import protocol as p
+
+from .discovery import AgentGone, AgentSeen, DiscoveryEvent
+
+log = logging.getLogger(__name__)
+
+RECHECK_S = 10.0
+"""How often attached agents are asked again (an agent restarted with no manager is re-attached)."""
+
+
+class LinkStatus(StrEnum):
+    PENDING = "pending"
+    ATTACHED = "attached"
+    UNPAIRED = "unpaired"
+    """The agent answers but does not hold our farm token."""
+    UNREACHABLE = "unreachable"
+    MISMATCH = "identity-mismatch"
+    """The agent's answer does not match what its zeroconf record claimed."""
+    INCOMPATIBLE = "incompatible"
+
+
+@dataclass(frozen=True)
+class Link:
+    host: str
+    port: int
+    agent_id: str | None
+    name: str
+    status: LinkStatus
+    manual: bool
+    detail: str = ""
+    paired_hint: bool = True
+
+
+def local_address_for(host: str) -> str:
+    """The address of this machine on the route to ``host`` (a UDP connect sends nothing)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+class AgentLinks:
+    def __init__(
+        self,
+        token: str,
+        manager_port: int,
+        manager_id: str,
+        *,
+        on_change: Callable[[list[Link]], None] | None = None,
+        interval_s: float = 2.0,
+    ) -> None:
+        self._token = token
+        self._manager_port = manager_port
+        self._manager_id = manager_id
+        self._on_change = on_change
+        self._interval = interval_s
+        self._links: dict[tuple[str, int], Link] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._checked: dict[tuple[str, int], float] = {}
+
+    # -- inputs ------------------------------------------------------------------------------
+    def add_address(self, host: str, port: int = p.DEFAULT_AGENT_PORT) -> None:
+        with self._lock:
+            key = (host, port)
+            if key not in self._links:
+                self._links[key] = Link(host, port, None, f"{host}:{port}", LinkStatus.PENDING, manual=True)
+        self._wake.set()
+
+    def on_discovery(self, event: DiscoveryEvent) -> None:
+        """Zeroconf's callback (on its thread): only records the hint and wakes the loop."""
+        with self._lock:
+            if isinstance(event, AgentSeen):
+                key = (event.host, event.port)
+                old = self._links.get(key)
+                self._links[key] = Link(
+                    event.host, event.port, event.agent_id, event.name,
+                    old.status if old and old.agent_id == event.agent_id else LinkStatus.PENDING,
+                    manual=old.manual if old else False, paired_hint=event.paired,
+                )  # fmt: skip
+                if old is None or old.status is not LinkStatus.ATTACHED:
+                    self._checked.pop(key, None)
+            elif isinstance(event, AgentGone):
+                for key, link in list(self._links.items()):
+                    if link.agent_id == event.agent_id and not link.manual:
+                        del self._links[key]
+        self._wake.set()
+
+    def links(self) -> list[Link]:
+        with self._lock:
+            return sorted(self._links.values(), key=lambda link: (link.name, link.host, link.port))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="agent-links", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=3.0, headers=p.bearer(self._token)) as client:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                for link in self.links():
+                    key = (link.host, link.port)
+                    wait = RECHECK_S if link.status is LinkStatus.ATTACHED else self._interval
+                    if now - self._checked.get(key, -1e9) < wait:
+                        continue
+                    self._checked[key] = now
+                    updated = self._check(client, link)
+                    if updated != link:
+                        with self._lock:
+                            if key in self._links:
+                                self._links[key] = updated
+                        if self._on_change is not None:
+                            self._on_change(self.links())
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def _check(self, client: httpx.Client, link: Link) -> Link:
+        base = f"http://{link.host}:{link.port}" if ":" not in link.host else f"http://[{link.host}]:{link.port}"
+        try:
+            r = client.get(base + p.AGENT_INFO)
+            if r.status_code == 401:
+                return replace(link, status=LinkStatus.UNPAIRED, detail="the agent does not hold this farm's token")
+            r.raise_for_status()
+            info = p.AgentInfo.from_dict(r.json())
+        except (httpx.HTTPError, p.ProtocolError, ValueError) as exc:
+            return replace(link, status=LinkStatus.UNREACHABLE, detail=str(exc))
+        if link.agent_id is not None and info.agent_id != link.agent_id:
+            return replace(link, status=LinkStatus.MISMATCH, detail=f"answers as {info.agent_id}, not {link.agent_id}")
+        if info.protocol != p.PROTOCOL_VERSION:
+            return replace(link, status=LinkStatus.INCOMPATIBLE, detail=f"protocol {info.protocol}")
+        url = f"http://{local_address_for(link.host)}:{self._manager_port}"
+        attach = p.AttachRequest(manager_url=url, manager_id=self._manager_id)
+        try:
+            client.post(base + p.AGENT_ATTACH, json=attach.to_dict()).raise_for_status()
+        except httpx.HTTPError as exc:
+            return replace(link, status=LinkStatus.UNREACHABLE, detail=f"attach failed: {exc}")
+        if link.status is not LinkStatus.ATTACHED:
+            log.info("attached agent %s (%s) at %s", info.name, info.agent_id, base)
+        return replace(link, agent_id=info.agent_id, name=info.name, status=LinkStatus.ATTACHED, detail="")
