@@ -81,7 +81,7 @@ class MergeCancelledError(MergeError):
 
 
 class PreviewUnavailableError(MergeError):
-    """No preview can be made here (no decoder for the frames, no H.264 encoder).
+    """No preview can be made here (no decoder for the frames, no H.264 encoder, ffmpeg failed).
 
     The caller reports it and finishes the task without a preview: the frames are the result.
     """
@@ -353,7 +353,7 @@ def resolve_format(container: str, codec: str) -> FormatChoice:
     elif codec not in spec.codecs:
         chosen = spec.default_codec
         notes = (
-            f"{spec.label} cannot hold {CODECS[codec].label} (Blender fails on this pair): "
+            f"{spec.label} cannot hold {CODECS[codec].label} (Blender's file would fail or not play): "
             f"using {CODECS[chosen].label}, the container's default",
         )
     else:
@@ -510,7 +510,7 @@ def _probe_with_ffmpeg(path: Path, exe: Path, *, count: bool, timeout_s: float) 
         width=int(match.group(3)),
         height=int(match.group(4)),
         pix_fmt=match.group(2),
-        frame_rate=Fraction(rate.group(1)).limit_denominator(1001) if rate else None,
+        frame_rate=Fraction(rate.group(1)).limit_denominator(1001) if rate else None,  # printed rounded
         frame_count=int(frames[-1]) if count and frames else None,
     )
 
@@ -679,8 +679,11 @@ def _display_filters(stream: Any, first: VideoInfo, caps: FFmpegCapabilities, no
         stream = stream.filter("tonemap", "reinhard", desat="0")
         # Back to float RGB with the sRGB curve: zscale itself cannot go on to YUV without a matrix.
         return stream.filter("zscale", tin="linear", t="iec61966-2-1", r="full").filter("format", fmt)
-    notes.append("linear float frames shown with the sRGB curve (no zscale here): highlights clip")
-    return stream  # the input option apply_trc (see _input_options) does the sRGB curve
+    if first.codec_name == "exr":
+        notes.append("linear float frames shown with the sRGB curve (no zscale here): highlights clip")
+    else:
+        notes.append("linear float frames shown unmapped (no zscale here): they look dark")
+    return stream  # for EXR the decoder's apply_trc option does the sRGB curve (see _input_options)
 
 
 def _pad_filters(stream: Any, first: VideoInfo, pix_fmt: str, min_size: tuple[int, int], notes: list[str]) -> Any:
@@ -885,7 +888,7 @@ def _encode(
         )
         stream = filters(source)
         node = ffmpeg.output(stream, str(partial), f=container.muxer, vcodec=encoder.name, **options)
-        node = node.global_args(*_GLOBAL_ARGS, "-stats_period", _STATS_PERIOD_S).overwrite_output()
+        node = node.global_args(*_GLOBAL_ARGS, *_stats_period(tools.caps.version)).overwrite_output()
         argv: list[str] = node.compile(cmd=str(tools.ffmpeg))
         log.info("merging %d frames: %s", total, " ".join(argv))
         _run_ffmpeg(argv, total, progress, cancel, deadline, output, error)
@@ -920,6 +923,14 @@ def _encode(
         command=tuple(argv),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _stats_period(version: str) -> tuple[str, ...]:
+    """``-stats_period`` for FFmpeg >= 4.4 (Debian 11 has 4.3); git builds ("N-...") have it."""
+    match = re.match(r"n?(\d+)\.(\d+)", version)
+    if match and (int(match.group(1)), int(match.group(2))) < (4, 4):
+        return ()
+    return ("-stats_period", _STATS_PERIOD_S)
 
 
 # -xerror: a frame that does not decode stops the merge, rather than silently going missing.
