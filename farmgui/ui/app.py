@@ -1,21 +1,38 @@
-"""Composition root of the control station's window."""
+"""Composition root of the control station's window: the manager runs in the same process."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from .main_window import MainWindow
 
+if TYPE_CHECKING:
+    from ..manager import ManagerConfig
 
-def run_gui(files: Sequence[str]) -> int:
+
+def run_gui(files: Sequence[str], config: ManagerConfig | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Frameherd")
     app.setOrganizationName("Frameherd")
-    window = MainWindow()
-    window.show()
-    if files:
-        window.add_files(list(files))
-    return app.exec()
+    manager = None
+    if config is not None:
+        from ..manager import Manager
+
+        try:
+            manager = Manager(config).start()
+        except OSError as exc:  # e.g. the port is taken by another control station
+            QMessageBox.critical(None, "Frameherd", f"The farm manager could not start: {exc}")
+            return 1
+    try:
+        window = MainWindow()
+        window.show()
+        if files:
+            window.add_files(list(files))
+        return app.exec()
+    finally:
+        if manager is not None:
+            manager.close()

@@ -1,0 +1,154 @@
+"""``farmgui submit | status | agents``: the farm from scripts (replaces the seed's uploadfile.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent import protocol as p
+
+from .manager import default_data_dir
+
+TERMINAL = {"finished", "failed", "cancelled"}
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token:
+        return str(args.token)
+    if os.environ.get("FARM_TOKEN"):
+        return os.environ["FARM_TOKEN"]
+    path = Path(args.data_dir) / "token"
+    if path.exists():
+        return path.read_text().strip()
+    sys.exit(f"no farm token: pass --token, set FARM_TOKEN, or run on the manager's PC ({path} is missing)")
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    return httpx.Client(base_url=args.url, headers=p.bearer(_token(args)), timeout=60.0)
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        sys.exit(f"error {response.status_code}: {message}")
+    return response.json()
+
+
+def submit(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    form = {
+        k: str(v)
+        for k, v in {
+            "scene": args.scene,
+            "frame_start": args.frame_start,
+            "frame_end": args.frame_end,
+            "frame_step": args.frame_step,
+            "priority": args.priority,
+            "trusted": "true" if args.trusted else None,
+        }.items()
+        if v is not None
+    }
+    with _client(args) as client, path.open("rb") as f:
+        created = _check(client.post("/api/render-tasks/run_task/", files={"file": (path.name, f)}, data=form))
+        key = created["task_key"]
+        print(key)
+        if not args.wait:
+            return 0
+        return _wait(client, key, Path(args.output) if args.output else None)
+
+
+def _wait(client: httpx.Client, key: str, output: Path | None) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn()
+    ) as bar:
+        job = bar.add_task("queued", total=1.0)
+        while True:
+            prog = _check(client.get(f"/api/render-tasks/{key}/progress/"))
+            label = f"{prog['stage']} {prog['frames_done']}/{prog['frames_total']} frames"
+            if prog.get("waiting_reason"):
+                label += f" ({prog['waiting_reason']})"
+            bar.update(job, completed=prog["total_progress"], description=label)
+            if prog["stage"] in TERMINAL:
+                break
+            time.sleep(1.0)
+    if prog["stage"] != "finished":
+        print(f"task {key} {prog['stage']}: {prog.get('error') or ''}", file=sys.stderr)
+        return 1
+    if output is not None:
+        with client.stream("GET", f"/api/render-tasks/{key}/download/") as response, output.open("wb") as out:
+            if response.status_code != 200:
+                sys.exit(f"download failed: {response.status_code}")
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+        print(f"saved {output}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.task:
+            prog = _check(client.get(f"/api/render-tasks/{args.task}/progress/"))
+            for k, v in prog.items():
+                print(f"{k}: {v}")
+            return 0
+        for task in _check(client.get("/api/render-tasks/")):
+            print(
+                f"{task['task_key']}  {task['stage']:<10} {task['frames_done']:>6}/{task['frames_total']:<6} "
+                f"prio {task['priority']:<3} {task['original_name']}"
+            )
+    return 0
+
+
+def agents(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for agent in _check(client.get("/api/agents/")):
+            state = "online" if agent["online"] else "offline"
+            if not agent["enabled"]:
+                state += ", disabled"
+            doing = ", ".join(f"{c['task'][:8]} frame {c['frame']} {c['progress']:.0%}" for c in agent["current"])
+            print(
+                f"{agent['name']:<20} {agent['host']:<15} {state:<18} Blender {', '.join(agent['blenders'])}  {doing}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="farmgui", description="Talk to a Frameherd manager")
+    parser.add_argument("--url", default=f"http://127.0.0.1:{p.DEFAULT_MANAGER_PORT}", help="the manager's address")
+    parser.add_argument("--token", help="the farm token (default: FARM_TOKEN, or the local manager's)")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("submit", help="upload a .blend file and render it")
+    s.add_argument("file")
+    s.add_argument("--wait", action="store_true", help="show progress until the task ends")
+    s.add_argument("--output", "-o", help="with --wait: save the result here")
+    s.add_argument("--scene")
+    s.add_argument("--frame-start", type=int)
+    s.add_argument("--frame-end", type=int)
+    s.add_argument("--frame-step", type=int)
+    s.add_argument("--priority", type=int)
+    s.add_argument("--trusted", action="store_true", help="let the file's Python scripts run")
+    s.set_defaults(func=submit)
+    st = sub.add_parser("status", help="list tasks, or one task's progress")
+    st.add_argument("task", nargs="?")
+    st.set_defaults(func=status)
+    a = sub.add_parser("agents", help="list the agents")
+    a.set_defaults(func=agents)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
