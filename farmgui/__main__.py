@@ -34,16 +34,29 @@ def station_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _client_command(args: list[str]) -> bool:
+    """Whether the first word that is not an option (or an option's value) names a client command."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--url", "--token", "--data-dir"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg in CLIENT_COMMANDS
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in args_list if not a.startswith("-")), None)
-    if first in CLIENT_COMMANDS:
+    if _client_command(args_list):
         from .cli import main as cli_main
 
         return cli_main(args_list)
     args = station_parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO if args.verbose or args.headless else logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from .manager import Manager, ManagerConfig, default_data_dir
 
     config = ManagerConfig(

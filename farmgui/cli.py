@@ -151,4 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except httpx.HTTPError as exc:
+        print(f"farmgui: cannot reach the manager at {args.url}: {exc}", file=sys.stderr)
+        return 2

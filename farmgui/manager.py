@@ -15,12 +15,12 @@ from pathlib import Path
 import platformdirs
 
 from agent import protocol as p
+from agent.httpserver import ServerThread
 
 from .core.api import create_app
 from .core.auth import load_or_create_token
 from .core.discovery import AgentBrowser
 from .core.links import AgentLinks
-from .core.server import ServerThread
 from .core.service import FarmService
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""Run an ASGI app (the manager's or an agent's API) with uvicorn on a thread we can stop."""
+"""Run an ASGI app (an agent's or the manager's API) with uvicorn on a thread we can stop.
+
+It lives in the agent package because both sides use it and the agent must not import the control station."""
 
 from __future__ import annotations
 
