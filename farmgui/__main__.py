@@ -30,6 +30,9 @@ def station_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-local-agent", action="store_true", help="do not render on this PC")
     parser.add_argument("--agent", action="append", default=[], metavar="HOST:PORT", help="add an agent by address")
     parser.add_argument("--no-discovery", action="store_true", help="do not look for agents with zeroconf")
+    parser.add_argument(
+        "--heartbeat-timeout", type=float, default=15.0, metavar="S", help="an agent silent this long is lost (15 s)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -68,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         local_agent=not args.no_local_agent,
         agents=args.agent,
         discovery=not args.no_discovery,
+        heartbeat_timeout_s=args.heartbeat_timeout,
     )
     if args.headless:
         stop = threading.Event()
