@@ -28,7 +28,7 @@ def run_gui(files: Sequence[str], config: ManagerConfig | None = None) -> int:
             QMessageBox.critical(None, "Frameherd", f"The farm manager could not start: {exc}")
             return 1
     try:
-        window = MainWindow()
+        window = MainWindow(manager=manager)
         window.show()
         if files:
             window.add_files(list(files))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -19,6 +22,8 @@ from PySide6.QtWidgets import (
 from blendfile import Scene
 
 from ..core.inspect import FileSummary, scene_problems
+from ..core.scheduler import can_open, version_tuple
+from ..core.service import TaskOptions
 
 _FRAME_LIMIT = 1_048_574  # Blender's MAXFRAME
 
@@ -35,9 +40,19 @@ def _format_size(size: int) -> str:
 class FilePanel(QGroupBox):
     """Shows one :class:`FileSummary`; the frame range and step are editable overrides."""
 
+    submit_requested = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._summary: FileSummary | None = None
+        self.agent_versions: set[tuple[int, int]] | None = None
+        """``major.minor`` of every Blender the farm's agents have (None: not known yet)."""
+        self.priority = QSpinBox()
+        self.priority.setRange(-100, 100)
+        self.trusted = QCheckBox("Allow the file's Python scripts to run (only for files you trust)")
+        self.render_button = QPushButton("Render on the farm")
+        self.render_button.setObjectName("render")
+        self.render_button.clicked.connect(self.submit_requested.emit)
         self.scene_box = QComboBox()
         self.frame_start = QSpinBox()
         self.frame_end = QSpinBox()
@@ -71,10 +86,16 @@ class FilePanel(QGroupBox):
         self.problems.setWordWrap(True)
         self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problems.setStyleSheet("color: #d9534f; font-weight: bold;")
+        form.addRow("Priority", self.priority)
+        form.addRow("", self.trusted)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.problems)
         layout.addStretch(1)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.render_button)
+        layout.addLayout(buttons)
         self.scene_box.currentTextChanged.connect(self._show_scene)
         for box in (self.frame_start, self.frame_end, self.frame_step):
             box.valueChanged.connect(self._update_count)
@@ -101,6 +122,7 @@ class FilePanel(QGroupBox):
                 if key != "size":
                     label.setText("-")
             self.problems.setText(f"Cannot use this file: {summary.error}")
+            self.render_button.setEnabled(False)
             return
         compression = "" if summary.compression == "none" else f" ({summary.compression}-compressed)"
         self.labels["version"].setText(f"{summary.blender_version}{compression}")
@@ -132,10 +154,51 @@ class FilePanel(QGroupBox):
             output += f" ({scene.ffmpeg.container}, {scene.ffmpeg.codec})"
         self.labels["output"].setText(f"{output}  {scene.output_path}")
         self.labels["camera"].setText(scene.camera or "none")
-        problems = scene_problems(scene)
-        self.problems.setText("\n".join(f"Problem: {p}" for p in problems))
         self._update_count()
+
+    def set_agent_versions(self, versions: set[tuple[int, int]] | None) -> None:
+        if versions != self.agent_versions:
+            self.agent_versions = versions
+            self._update_problems()
+
+    def problem_list(self) -> tuple[list[str], list[str]]:
+        """(problems that stop a submission, warnings: the task would wait) for what is shown now."""
+        summary = self._summary
+        scene = self.selected_scene()
+        if summary is None or scene is None:
+            return [], []
+        checked = replace(
+            scene,
+            frame_start=self.frame_start.value(),
+            frame_end=self.frame_end.value(),
+            frame_step=self.frame_step.value(),
+        )
+        warnings: list[str] = []
+        version = summary.blender_version
+        if self.agent_versions is not None and version and not can_open(self.agent_versions, version_tuple(version)):
+            have = ", ".join(f"{a}.{b}" for a, b in sorted(self.agent_versions)) or "no agent is online"
+            warnings.append(f"no agent can open a Blender {version} file (agents have: {have})")
+        return list(scene_problems(checked)), warnings
+
+    def _update_problems(self) -> None:
+        if self._summary is None or not self._summary.ok:
+            self.render_button.setEnabled(False)
+            return
+        blocking, warnings = self.problem_list()
+        self.problems.setText("\n".join(f"Problem: {p}" for p in [*blocking, *warnings]))
+        self.render_button.setEnabled(not blocking)
+
+    def options(self) -> TaskOptions:
+        return TaskOptions(
+            scene=self.scene_box.currentText() or None,
+            frame_start=self.frame_start.value(),
+            frame_end=self.frame_end.value(),
+            frame_step=self.frame_step.value(),
+            priority=self.priority.value(),
+            trusted=self.trusted.isChecked(),
+        )
 
     def _update_count(self) -> None:
         count = len(range(self.frame_start.value(), self.frame_end.value() + 1, self.frame_step.value()))
         self.labels["count"].setText(str(count))
+        self._update_problems()
