@@ -313,6 +313,9 @@ class RenderSession:
 
     ``render`` is meant to be called from one thread; ``cancel`` and ``kill`` from any thread. ``on_log``
     (optional) gets every line Blender prints, from the reader thread, for the agent's task log.
+    ``temp_root`` is where the session's temp folder (Blender's TMPDIR) goes; default: the system's. An
+    agent killed with SIGKILL cannot remove it, so an agent should point this into its work folder and clear
+    stale ``frameherd-blender-*`` folders there when it starts.
     """
 
     def __init__(
@@ -324,6 +327,7 @@ class RenderSession:
         on_log: Callable[[str], None] | None = None,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         driver: Path = DRIVER_PATH,
+        temp_root: Path | None = None,
     ) -> None:
         self.install = install
         self.blend_file = Path(blend_file)
@@ -342,6 +346,7 @@ class RenderSession:
         self._cancelled = threading.Event()
         self._exit_code: int | None = None
         self._group_killed = False
+        self._temp_root = temp_root
         self._tmpdir: Path | None = None
         self.ready: SessionReady | None = None
         self.files_loaded = 0
@@ -426,7 +431,7 @@ class RenderSession:
         log.info("starting %s", " ".join(self.argv))
         # Blender keeps a blender_XXXXXX folder under TMPDIR that only a clean exit removes, and writes its crash
         # report there: a folder of our own per session is removed whatever way Blender ends.
-        self._tmpdir = Path(tempfile.mkdtemp(prefix="frameherd-blender-"))
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="frameherd-blender-", dir=self._temp_root))
         env = command_env(self.settings)
         for name in ("TMPDIR", "TEMP", "TMP"):
             env[name] = str(self._tmpdir)

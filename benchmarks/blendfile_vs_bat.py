@@ -15,9 +15,14 @@ between repetitions.
    subprocess that reports its peak RSS growth over the interpreter after its imports.
 
 Values read by the two readers are compared (frame range, resolution, fps, output type, camera)
-and mismatches printed. Goals are printed next to ratios; timings are never asserted.
+and mismatches printed. With ``--check-bpy`` our values on the big files are also compared with
+what ``bpy`` reports after ``bpy.ops.wm.open_mainfile`` of the same file, in a subprocess (bpy
+loads the whole mesh: 1.4 s and 3.7 GB peak RSS for the 1.7 GB plain 4000 grid, 5.9 s and 2.1 GB
+for its zstd copy, on 2 cores). On a zstd big file our child
+also reports how many zstd frames one call decompresses. Goals are printed next to ratios;
+timings are never asserted.
 
-    python benchmarks/blendfile_vs_bat.py [--repeat N] [--no-big] [--big-grid N] [--json]
+    python benchmarks/blendfile_vs_bat.py [--repeat N] [--no-big] [--big-grid N] [--check-bpy] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
+from unittest import mock
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "blendfiles"
@@ -51,6 +57,7 @@ from blender_asset_tracer import blendfile as bat_blendfile  # noqa: E402
 
 from blendfile import BlendFile, BlendFileError  # noqa: E402
 from blendfile.compression import sniff  # noqa: E402
+from blendfile.source import SeekableZstdSource  # noqa: E402
 
 # Goals (printed, never asserted).
 GOAL_CORPUS_RATIO = 3.0
@@ -63,6 +70,8 @@ GOAL_BIG_ZSTD_RATIO = 50.0
 DEFAULT_BIG_GRID = 3000
 GENERATE_TIMEOUT_S = 3600
 CHILD_TIMEOUT_S = 900
+# Opening the 1.7 GB grid file in bpy took 1.4 s (zstd: 5.9 s); generous for a slow, shared machine.
+BPY_TIMEOUT_S = 900
 # A big-file child stops repeating after this many seconds (BAT decompresses a zstd file in full
 # for every call); it always makes at least two calls.
 CHILD_BUDGET_S = 30.0
@@ -92,6 +101,41 @@ scene.render.film_transparent = True
 bpy.ops.mesh.primitive_grid_add(x_subdivisions=n, y_subdivisions=n, size=2.0)
 bpy.ops.wm.save_as_mainfile(filepath=plain, compress=False)
 bpy.ops.wm.save_as_mainfile(filepath=zstd, compress=True, copy=True)
+"""
+
+# Run inside ``sys.executable -c``: argv = [-c, path, prefix]. Prints one line starting with the prefix
+# (bpy prints its own lines to stdout too). ``open_mainfile`` loads the UI like ``blender -b FILE``,
+# so ``context.scene`` is the scene that ``blender -b FILE -a`` renders.
+BPY_SCENE_PREFIX = "FRAMEHERD_BPY_SCENE "
+BPY_SCENE_SCRIPT = """
+import json
+import resource
+import sys
+import time
+import bpy
+
+start = time.perf_counter()
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+seconds = time.perf_counter() - start
+scene = bpy.context.scene
+r = scene.render
+values = {
+    "name": scene.name,
+    "frame_start": scene.frame_start,
+    "frame_end": scene.frame_end,
+    "frame_step": scene.frame_step,
+    "frame_current": scene.frame_current,
+    "fps": r.fps / r.fps_base if r.fps_base else float(r.fps),
+    "resolution": [r.resolution_x, r.resolution_y, r.resolution_percentage],
+    "engine": r.engine,
+    "output_path": r.filepath,
+    "output_type": r.image_settings.file_format,
+    "camera": None if scene.camera is None else scene.camera.name,
+    "film_transparent": bool(r.film_transparent),
+}
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = {"values": values, "open_s": seconds, "peak_rss_kib": peak_kib, "bpy_version": bpy.app.version_string}
+print(sys.argv[2] + json.dumps(report), flush=True)
 """
 
 
@@ -201,6 +245,70 @@ def compare(ours: dict[str, Any], bat: dict[str, Any]) -> list[str]:
     if bat_type is not None and bat_type != ours["output_type"]:
         problems.append(f"output type: ours {ours['output_type']}, BAT imtype {bat['imtype']} = {bat_type}")
     return problems
+
+
+# The fields compared with bpy: everything the farm uses that bpy reports under the same meaning.
+BPY_FIELDS = (
+    "name",
+    "frame_start",
+    "frame_end",
+    "frame_step",
+    "frame_current",
+    "resolution",
+    "engine",
+    "output_path",
+    "output_type",
+    "camera",
+    "film_transparent",
+)
+
+
+def compare_bpy(ours: dict[str, Any], bpy_values: dict[str, Any]) -> list[str]:
+    """What our reader and bpy disagree on (every field of ``BPY_FIELDS``, and fps)."""
+    problems = [
+        f"{key}: ours {ours[key]!r}, bpy {bpy_values[key]!r}" for key in BPY_FIELDS if ours[key] != bpy_values[key]
+    ]
+    if abs(ours["fps"] - bpy_values["fps"]) > 1e-6 * max(1.0, abs(bpy_values["fps"])):
+        problems.append(f"fps: ours {ours['fps']}, bpy {bpy_values['fps']}")
+    return problems
+
+
+def read_bpy(path: pathlib.Path) -> dict[str, Any]:
+    """bpy's view of the file's current scene, from a subprocess; ``{"error": ...}`` when it fails."""
+    argv = [sys.executable, "-c", BPY_SCENE_SCRIPT, str(path), BPY_SCENE_PREFIX]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=BPY_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"bpy took over {BPY_TIMEOUT_S} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(BPY_SCENE_PREFIX) and proc.returncode == 0:
+            result: dict[str, Any] = json.loads(line[len(BPY_SCENE_PREFIX) :])
+            return result
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"bpy exit {proc.returncode}: {' | '.join(tail)}"}
+
+
+def zstd_frames(path: pathlib.Path) -> dict[str, int] | None:
+    """For a seekable zstd file: the frames one ``get_current_scene`` call decompresses, else None."""
+    sources: list[SeekableZstdSource] = []
+    touched: set[int] = set()
+    original = SeekableZstdSource._frame
+
+    def counting(self: SeekableZstdSource, index: int) -> bytes:
+        if not sources or sources[-1] is not self:
+            sources.append(self)
+        touched.add(index)
+        return original(self, index)
+
+    with mock.patch.object(SeekableZstdSource, "_frame", counting):
+        BlendFile.get_current_scene(path)
+    if not sources:
+        return None
+    return {
+        "decompressed": sum(source.frames_decompressed for source in sources),
+        "distinct": len(touched),
+        "total": sources[0].table.frame_count,
+    }
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -343,6 +451,7 @@ def measure_child(reader: str, path: pathlib.Path, repeat: int) -> dict[str, Any
         "times_s": times,
         "rss_growth_kib": peak - before,
         "rss_method": method,
+        "zstd_frames": zstd_frames(path) if reader == "ours" else None,
     }
 
 
@@ -360,8 +469,15 @@ class BigRow:
     ours_calls: int = 0
     bat_calls: int = 0
     rss_method: str = ""
+    bat_compared: bool = False
+    zstd_frames: dict[str, int] | None = None
+    bpy_checked: bool = False
+    bpy_open_s: float | None = None
+    bpy_peak_rss_mb: float | None = None
+    bpy_version: str | None = None
     errors: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    bpy_mismatches: list[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
@@ -384,7 +500,7 @@ def run_child(reader: str, path: pathlib.Path, repeat: int) -> dict[str, Any]:
     return result
 
 
-def bench_big(paths: Sequence[pathlib.Path], repeat: int) -> list[BigRow]:
+def bench_big(paths: Sequence[pathlib.Path], repeat: int, check_bpy: bool, log: Callable[[str], None]) -> list[BigRow]:
     rows: list[BigRow] = []
     for path in paths:
         with open(path, "rb") as f:
@@ -404,11 +520,24 @@ def bench_big(paths: Sequence[pathlib.Path], repeat: int) -> list[BigRow]:
             if reader == "ours":
                 row.ours_ms, row.ours_first_ms, row.ours_rss_mb = median_ms, first_ms, rss_mb
                 row.ours_calls = len(result["times_s"])
+                row.zstd_frames = result.get("zstd_frames")
             else:
                 row.bat_ms, row.bat_first_ms, row.bat_rss_mb = median_ms, first_ms, rss_mb
                 row.bat_calls = len(result["times_s"])
         if len(values) == len(READERS):
+            row.bat_compared = True
             row.mismatches = compare(values["ours"], values["bat"])
+        if check_bpy and "ours" in values:
+            log(f"opening {path.name} in bpy (--check-bpy)...")
+            seen = read_bpy(path)
+            if "error" in seen:
+                row.errors.append(f"bpy: {seen['error']}")
+            else:
+                row.bpy_checked = True
+                row.bpy_open_s = seen["open_s"]
+                row.bpy_peak_rss_mb = seen["peak_rss_kib"] / 1024
+                row.bpy_version = seen["bpy_version"]
+                row.bpy_mismatches = compare_bpy(values["ours"], seen["values"])
         rows.append(row)
     return rows
 
@@ -428,6 +557,18 @@ def _size(n: int) -> str:
     if n >= 1 << 20:
         return f"{n / (1 << 20):.1f} MiB"
     return f"{n / 1024:.0f} KiB"
+
+
+def _frames(frames: dict[str, int] | None) -> str:
+    if not frames:
+        return "-"
+    return f"{frames['decompressed']} ({frames['distinct']}) of {frames['total']}"
+
+
+def _agreement(checked: bool, problems: list[str]) -> str:
+    if not checked:
+        return "-"
+    return "yes" if not problems else f"NO ({len(problems)})"
 
 
 def big_goals(row: BigRow) -> list[str]:
@@ -475,6 +616,7 @@ def print_report(
         print(f"skipped {name}: {reason}")
     mismatches = [(row.file, m) for row in rows for m in row.mismatches]
     mismatches += [(brow.file, m) for brow in big for m in brow.mismatches]
+    mismatches += [(brow.file, m) for brow in big for m in brow.bpy_mismatches]
     print("values agree on every file read by both" if not mismatches else "VALUE MISMATCHES:")
     for name, problem in mismatches:
         print(f"  MISMATCH {name}: {problem}")
@@ -485,8 +627,9 @@ def print_report(
     if big:
         print("big files: each reader in a fresh subprocess; RSS growth = peak over the interpreter after imports")
         print("| file | size | compression | ours ms | BAT ms | BAT/ours | ours first call ms | BAT first call ms "
-              "| ours peak RSS growth | BAT peak RSS growth | goals |")  # fmt: skip
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+              "| ours peak RSS growth | BAT peak RSS growth | zstd frames decompressed | = BAT | = bpy "
+              "| goals |")  # fmt: skip
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
         for brow in big:
             ratio = "-" if brow.ratio is None else f"{brow.ratio:.1f}x"
             ours_rss = "-" if brow.ours_rss_mb is None else f"{brow.ours_rss_mb:.1f} MB"
@@ -494,15 +637,26 @@ def print_report(
             print(
                 f"| {brow.file} | {_size(brow.size)} | {brow.compression} | {_ms(brow.ours_ms)} | {_ms(brow.bat_ms)} | "
                 f"{ratio} | {_ms(brow.ours_first_ms)} | {_ms(brow.bat_first_ms)} | {ours_rss} | {bat_rss} | "
-                f"{'; '.join(big_goals(brow))} |"
+                f"{_frames(brow.zstd_frames)} | {_agreement(brow.bat_compared, brow.mismatches)} | "
+                f"{_agreement(brow.bpy_checked, brow.bpy_mismatches)} | {'; '.join(big_goals(brow))} |"
             )
         for brow in big:
             print(
                 f"  {brow.file}: medians of {brow.ours_calls} (ours) and {brow.bat_calls} (BAT) calls after the first"
             )
+            if brow.bpy_checked:
+                print(
+                    f"  {brow.file}: bpy {brow.bpy_version} open_mainfile {brow.bpy_open_s:.1f} s, "
+                    f"bpy subprocess peak RSS {brow.bpy_peak_rss_mb:.0f} MB; compared with ours: "
+                    f"{', '.join(BPY_FIELDS)}, fps"
+                )
             for error in brow.errors:
                 print(f"  {brow.file}: could not measure {error}")
         print(f"  RSS measured by {big[0].rss_method or '-'}")
+        if any(brow.zstd_frames for brow in big):
+            print("  zstd frames: decompressions in one call (distinct frames) of the frames in the seek table")
+        if not any(brow.bpy_checked for brow in big):
+            print("  = bpy: not checked (run with --check-bpy)")
 
 
 def environment(repeat: int) -> dict[str, Any]:
@@ -525,6 +679,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_BIG_GRID,
         metavar="N",
         help=f"subdivisions of the big files' grid mesh (default {DEFAULT_BIG_GRID}: ~1 GB plain)",
+    )
+    parser.add_argument(
+        "--check-bpy",
+        action="store_true",
+        help="also compare our values on the big files with bpy's (open_mainfile in a subprocess: seconds, GBs)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--child", nargs=3, metavar=("READER", "PATH", "REPEAT"), help=argparse.SUPPRESS)
@@ -553,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(made, str):
             big_note = f"skipped: {made}"
         else:
-            big = bench_big(made, args.repeat)
+            big = bench_big(made, args.repeat, args.check_bpy, log)
 
     if args.json:
         report = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 BLENDFILES = DATA / "blendfiles"
+MAKE_SCENES = Path(__file__).parent / "integration" / "make_scenes.py"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -55,6 +57,24 @@ def ffmpeg_exe() -> Path:
     found = shutil.which("ffmpeg")
     require("ffmpeg", found)
     return Path(str(found))
+
+
+@pytest.fixture(scope="session")
+def scenes_34(blender_exe: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test scenes saved by Debian's Blender 3.4."""
+    out = tmp_path_factory.mktemp("scenes34")
+    script = str(MAKE_SCENES)
+    argv = [str(blender_exe), "-b", "--factory-startup", "--python-exit-code", "1", "--python", script, "--", str(out)]
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scenes_50(bpy_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same scenes saved by the bpy 5.0.1 module."""
+    out = tmp_path_factory.mktemp("scenes50")
+    subprocess.run([str(bpy_python), str(MAKE_SCENES), str(out)], check=True, capture_output=True, timeout=120)
+    return out
 
 
 def corpus_files() -> list[Path]:

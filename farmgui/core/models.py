@@ -30,13 +30,30 @@ def _enum(cls: type) -> sa.Enum:
     )
 
 
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite stores them without a zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(so.DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         Stage: _enum(Stage),
         FrameState: _enum(FrameState),
         BlenderDataType: _enum(BlenderDataType),
         RenderOutputType: _enum(RenderOutputType),
-        datetime: sa.DateTime(timezone=True),
+        datetime: UTCDateTime(),
     }
 
 

@@ -35,3 +35,20 @@ def test_terminal_stages_go_nowhere() -> None:
     assert ALLOWED[Stage.FINISHED] == frozenset()
     assert ALLOWED[Stage.CANCELLED] == frozenset()
     assert Stage.CANCELLED in ALLOWED[Stage.RENDERING]
+
+
+def test_migrations_match_the_models(tmp_path: object) -> None:
+    """The Alembic migrations build exactly the schema the models describe (no forgotten migration)."""
+    from pathlib import Path
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from farmgui.core.db import make_engine, migrate
+    from farmgui.core.models import Base
+
+    engine = make_engine(f"sqlite:///{Path(str(tmp_path)) / 'm.sqlite3'}")
+    migrate(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
