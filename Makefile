@@ -29,6 +29,10 @@ test: setup
 	$(MAKE) lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Regenerate the control station's screenshots (artifacts/screenshots/): the window tests write them.
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/farmgui/test_window.py tests/farmgui/test_window_farm.py
+
 bench: setup
 	$(BIN)/python benchmarks/blendfile_vs_bat.py
 

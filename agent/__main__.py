@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", help="comma-separated GPU indices of that device type (one agent per GPU)")
     parser.add_argument("--manager", help="attach to this manager URL at once (else the manager attaches us)")
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help=argparse.SUPPRESS
+    )  # the control station's local agent: stop when the station dies, however it dies
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -78,8 +81,22 @@ def advertiser_update(advertiser: Advertiser) -> Callable[[AgentCore], None]:
     return update
 
 
+def exit_with_parent() -> None:
+    """Ask Linux to send us SIGTERM when the process that started us dies (we then stop our Blender)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.exit_with_parent:
+        exit_with_parent()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )

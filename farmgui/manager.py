@@ -108,9 +108,12 @@ class Manager:
         port = _free_port("127.0.0.1")
         argv = [
             sys.executable, "-m", "agent", "--no-tray", "--no-advertise", "--host", "127.0.0.1", "--port", str(port),
-            "--token", self.token, "--work-dir", str(self.config.data_dir / "local-agent"), "--name", "this PC",
+            "--work-dir", str(self.config.data_dir / "local-agent"), "--name", "this PC",
+            "--settings", str(self.config.data_dir / "local-agent" / "settings.json"), "--exit-with-parent",
         ]  # fmt: skip
-        self.local_agent = subprocess.Popen(argv, start_new_session=True)
+        # The token travels in the environment, not on the command line where `ps` shows it to every user.
+        env = {**os.environ, "FARM_TOKEN": self.token}
+        self.local_agent = subprocess.Popen(argv, env=env, start_new_session=True)
         self.links.add_address("127.0.0.1", port)
 
     def close(self) -> None:

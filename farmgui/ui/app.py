@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from .main_window import MainWindow
@@ -27,6 +29,12 @@ def run_gui(files: Sequence[str], config: ManagerConfig | None = None) -> int:
         except OSError as exc:  # e.g. the port is taken by another control station
             QMessageBox.critical(None, "Frameherd", f"The farm manager could not start: {exc}")
             return 1
+    # Ctrl+C and SIGTERM close the window properly (so the manager and its local agent are shut down).
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    signal.signal(signal.SIGTERM, lambda *_: app.quit())
+    wakeup = QTimer()
+    wakeup.timeout.connect(lambda: None)  # lets Python run its signal handlers while Qt's loop runs
+    wakeup.start(250)
     try:
         window = MainWindow(manager=manager)
         window.show()
