@@ -189,6 +189,8 @@ class WorkRequest(Message):
     warm_tasks: list[str] = field(default_factory=list)
     queued_frames: int = 0
     """Frames the agent still holds from earlier assignments (it asks ahead so it never idles)."""
+    startup_seconds: float | None = None
+    """How long its latest Blender took to start and load its file: what a new task costs it up front."""
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class AgentCore:
         self._client: httpx.Client | None = None
         self._known = False
         self.log_lines: deque[str] = deque(maxlen=500)
+        self.last_startup_s: float | None = None
         self.frames_rendered = 0
         self._load_manager()
 
@@ -293,7 +294,9 @@ class AgentCore:
         with self._lock:
             warm = list(self._sessions)
             queued = len(self._queue)
-        request = p.WorkRequest(self.agent_id, warm_tasks=warm, queued_frames=queued)
+        request = p.WorkRequest(
+            self.agent_id, warm_tasks=warm, queued_frames=queued, startup_seconds=self.last_startup_s
+        )
         try:
             r = client.post(p.MANAGER_WORK, json=request.to_dict())
         except httpx.HTTPError as exc:
@@ -393,7 +396,8 @@ class AgentCore:
             extra_env=self.config.render.extra_env,
         )
         session = RenderSession(choice.install, blend, settings, on_log=self.log_lines.append)
-        session.start()
+        ready = session.start()
+        self.last_startup_s = ready.startup_seconds
         wrapped = _Session(session)
         with self._lock:
             self._sessions[assignment.task_id] = wrapped

@@ -615,6 +615,8 @@ class FarmService:
 
     def request_work(self, req: WorkRequest) -> WorkAssignment | None:
         with self.lock:
+            if req.startup_seconds is not None and req.startup_seconds >= 0:
+                self.scheduler.set_startup(req.agent_id, req.startup_seconds)
             work = self.scheduler.request_work(req.agent_id, req.warm_tasks, req.queued_frames)
             if work is None:
                 return None
