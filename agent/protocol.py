@@ -215,6 +215,8 @@ class WorkAssignment(Message):
     """Python auto-exec of the .blend is allowed only when True."""
     frame_timeout_s: float | None = None
     """Stop a frame that makes no progress for this long (None: no limit)."""
+    memory_limit_mb: float | None = None
+    """Stop a frame whose Blender uses more memory than this (None: no limit)."""
     main_blend: str | None = None
     """For MULTI_FILE: the path of the main .blend inside the zip."""
 

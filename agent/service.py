@@ -395,7 +395,9 @@ class AgentCore:
             scene=assignment.scene or None,
             extra_env=self.config.render.extra_env,
         )
-        session = RenderSession(choice.install, blend, settings, on_log=self.log_lines.append)
+        session = RenderSession(
+            choice.install, blend, settings, on_log=self.log_lines.append, memory_limit_mb=assignment.memory_limit_mb
+        )
         ready = session.start()
         self.last_startup_s = ready.startup_seconds
         wrapped = _Session(session)

@@ -203,6 +203,18 @@ def check_frame_file(path: Path) -> str | None:
     return None
 
 
+def resident_mb(pid: int) -> float | None:
+    """A process's resident memory in MB (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -327,6 +339,7 @@ class RenderSession:
         on_log: Callable[[str], None] | None = None,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         driver: Path = DRIVER_PATH,
+        memory_limit_mb: float | None = None,
         temp_root: Path | None = None,
     ) -> None:
         self.install = install
@@ -335,6 +348,8 @@ class RenderSession:
         self.argv = build_command(install, self.blend_file, self.settings, driver)
         self._on_log = on_log
         self._progress_interval = progress_interval_s
+        self.memory_limit_mb = memory_limit_mb
+        """Stop a frame (and this Blender) when Blender's resident memory goes over this (Linux)."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._items: queue.Queue[_Item] = queue.Queue()
@@ -552,6 +567,18 @@ class RenderSession:
                     self.log_tail(),
                     self.exit_code,
                 )
+            used = self._over_memory_limit()
+            if used is not None:
+                self._abort(SessionState.CLOSED)
+                self._remove_partial(final)
+                return FrameFailed(
+                    frame,
+                    f"Blender used {used:.0f} MB, over the task's limit of {self.memory_limit_mb:.0f} MB",
+                    Fault.OUT_OF_MEMORY,
+                    time.monotonic() - started,
+                    self.log_tail(),
+                    self.exit_code,
+                )
             if kind == "idle":
                 continue
             if kind == "eof":
@@ -590,6 +617,13 @@ class RenderSession:
                 return FrameFailed(frame, error, fault, time.monotonic() - started, tuple(frame_lines[-TAIL_LINES:]))
             elif event_name == "error":
                 log.warning("driver: %s", message.get("error"))
+
+    def _over_memory_limit(self) -> float | None:
+        """Blender's resident memory in MB when it is over the limit, else None."""
+        if self.memory_limit_mb is None or self._proc is None:
+            return None
+        used = resident_mb(self._proc.pid)
+        return used if used is not None and used > self.memory_limit_mb else None
 
     def _finished(
         self,

@@ -131,6 +131,12 @@ def _user_router(service: FarmService) -> APIRouter:
         priority: Annotated[int, Form()] = 0,
         trusted: Annotated[bool, Form(description="Allow the file's Python scripts to run")] = False,
         preview_first: Annotated[bool, Form(description="Render first, last, middle, ... frames first")] = False,
+        frame_timeout_s: Annotated[
+            float | None, Form(gt=0, description="Stop and move a frame that makes no progress this long")
+        ] = None,
+        memory_limit_mb: Annotated[
+            float | None, Form(gt=0, description="Stop a frame whose Blender uses more memory than this")
+        ] = None,
     ) -> dict[str, str]:
         upload, task_id = service.init_new_task(Path(file.filename or "").name)
         try:
@@ -138,7 +144,17 @@ def _user_router(service: FarmService) -> APIRouter:
         except ValueError as exc:
             service.cancel(task_id)
             raise ApiError(413, f"the upload is too large: {exc}") from exc
-        options = TaskOptions(scene, frame_start, frame_end, frame_step, priority, trusted, preview_first)
+        options = TaskOptions(
+            scene,
+            frame_start,
+            frame_end,
+            frame_step,
+            priority,
+            trusted,
+            preview_first,
+            frame_timeout_s,
+            memory_limit_mb,
+        )
         service.run_task(task_id, options)
         return {"task_key": task_id}
 

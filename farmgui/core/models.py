@@ -92,6 +92,7 @@ class RenderTask(Base):
     trusted: so.Mapped[bool] = so.mapped_column(default=False)
     preview_first: so.Mapped[bool] = so.mapped_column(default=False)
     frame_timeout_s: so.Mapped[float | None]
+    memory_limit_mb: so.Mapped[float | None]
 
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
     queued_at: so.Mapped[datetime | None]

@@ -76,6 +76,7 @@ class TaskOptions:
     trusted: bool = False
     preview_first: bool = False
     frame_timeout_s: float | None = None
+    memory_limit_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ class FarmService:
         task.trusted = options.trusted
         task.preview_first = options.preview_first
         task.frame_timeout_s = options.frame_timeout_s
+        task.memory_limit_mb = options.memory_limit_mb
 
     # -- user actions --------------------------------------------------------------------------
     def _change_stage(self, s: so.Session, task: RenderTask, target: Stage) -> None:
@@ -640,6 +642,7 @@ class FarmService:
                     output_type=(task.output_type or RenderOutputType.PNG).value,
                     trusted=task.trusted,
                     frame_timeout_s=task.frame_timeout_s,
+                    memory_limit_mb=task.memory_limit_mb,
                 )
 
     def file_for(self, sha256: str) -> Path:

@@ -314,6 +314,20 @@ def test_a_frame_over_its_time_limit_fails_and_ends_the_session(
     assert not session.alive
 
 
+def test_a_frame_over_its_memory_limit_fails_and_ends_the_session(
+    exe_install: BlenderInstall, sessions: Callable[..., RenderSession], tmp_path: Path
+) -> None:
+    scenes = make_scenes(exe_install, tmp_path / "scenes")
+    session = sessions(exe_install, scenes / "slow.blend")
+    session.start()
+    session.memory_limit_mb = 1.0  # Blender needs far more than 1 MB: the first check stops it
+    result = session.render(1, str(tmp_path / "m_####"))
+    assert isinstance(result, FrameFailed)
+    assert result.fault is Fault.OUT_OF_MEMORY
+    assert "over the task's limit of 1 MB" in result.error
+    assert not session.alive
+
+
 def test_a_crash_mid_frame_is_reported_with_exit_status_and_log(
     install: BlenderInstall, scenes: Path, sessions: Callable[..., RenderSession], tmp_path: Path
 ) -> None:
