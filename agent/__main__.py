@@ -20,6 +20,7 @@ from . import protocol as p
 from .advertise import Advertiser
 from .blender import find_blenders
 from .command import CyclesDevice, RenderSettings
+from .gpus import detect_gpus
 from .httpserver import ServerThread
 from .server import create_agent_app
 from .service import AgentConfig, AgentCore
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     core = AgentCore(
         AgentConfig(
             name=name, host=args.host, port=port, work_dir=work_dir, token=token,
-            threads=int(merged.get("threads") or 0), render=render,
+            threads=int(merged.get("threads") or 0), render=render, gpus=detect_gpus(),
         ),
         installs,
     )  # fmt: skip

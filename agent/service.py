@@ -57,6 +57,8 @@ class AgentConfig:
     render: RenderSettings = field(default_factory=RenderSettings)
     cache_limit_bytes: int = CACHE_LIMIT_BYTES
     version: str = "0.1.0"
+    gpus: list[str] = field(default_factory=list)
+    """GPU render devices found on this PC (``CUDA:0 NVIDIA ...``), for the manager's list."""
 
 
 @dataclass
@@ -140,7 +142,7 @@ class AgentCore:
             port=self.config.port,
             blenders=[p.BlenderVersion(".".join(map(str, i.version)), i.kind) for i in self.installs],
             cpus=os.cpu_count() or 1,
-            gpus=[],
+            gpus=list(self.config.gpus),
             state=self.state,
             paired=self.config.token is not None,
             version=self.config.version,
