@@ -61,7 +61,11 @@ def create_agent_app(core: AgentCore) -> FastAPI:
 
     @app.post(p.AGENT_ATTACH, summary="Work for this manager")
     async def attach(request: Request) -> dict[str, Any]:
-        core.attach(p.AttachRequest.from_dict(await request.json()))
+        try:
+            body = await request.json()
+        except ValueError as exc:  # json.JSONDecodeError: not JSON at all
+            raise p.ProtocolError(f"the body is not JSON: {exc}") from exc
+        core.attach(p.AttachRequest.from_dict(body))
         return core.info().to_dict()
 
     @app.post(p.AGENT_DETACH, summary="Stop working for the manager")

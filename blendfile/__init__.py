@@ -28,6 +28,7 @@ from .errors import (
 from .file import BlendFile, StructView
 from .header import BlockHeader, FileHeader
 from .scene import BlenderDataType, FFmpegSettings, RenderOutputType, Scene
+from .scripts import TextBlock, autorun_scripts, python_drivers, text_blocks
 
 
 def detect_data_type(path: str | os.PathLike[str]) -> BlenderDataType:
@@ -69,7 +70,11 @@ __all__ = [
     "RenderOutputType",
     "Scene",
     "StructView",
+    "TextBlock",
     "TruncatedFileError",
     "UnsupportedVersionError",
+    "autorun_scripts",
     "detect_data_type",
+    "python_drivers",
+    "text_blocks",
 ]

@@ -1,11 +1,15 @@
 """The manager's REST API (FastAPI): a thin shell over :class:`FarmService`.
 
 Every endpoint needs ``Authorization: Bearer <farm token>``; the OpenAPI document (``/openapi.json``)
-says so. Errors are JSON ``{"error": "..."}`` with a 4xx status.
+says so. Errors are JSON ``{"error": "..."}`` with a 4xx status, and the document lists, for each
+endpoint, every status it answers and the shape of each body (tests/farmgui/test_schemathesis.py holds
+the server to it). Agents' JSON messages are checked against the protocol's types before the service
+sees them: strict types, finite numbers, integers that fit 32 bits, at most ``MAX_MESSAGE_BYTES``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import tempfile
@@ -13,19 +17,229 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Request, Response, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import protocol as p
 
 from .auth import token_matches
-from .service import BadRequest, Conflict, FarmError, FarmService, NotFound, TaskOptions
+from .models import RenderTask
+from .service import BLENDER_VERSION, BadRequest, Conflict, FarmError, FarmService, NotFound, TaskOptions
 from .storage import copy_stream
 
 _M = TypeVar("_M", bound=p.Message)
 _bearer = HTTPBearer(auto_error=False, description="The farm token (see the data directory's `token` file).")
+
+MAX_FRAME = 1_048_574
+"""Blender's MAXFRAME; frame numbers run from its negative (MINAFRAME) to it."""
+MAX_PRIORITY = 1_000_000
+MAX_MESSAGE_BYTES = 1 << 20
+"""An agent's JSON message is a few KiB; a larger body is refused before it is parsed (413)."""
+_INT32 = (-(2**31), 2**31 - 1)
+"""Integers in agents' messages (frames, ports, counts) must fit 32 bits: a 10**30 would otherwise
+reach the database (64-bit integers) and fail there."""
+_FRAME = PathParam(ge=-MAX_FRAME, le=MAX_FRAME, description="A frame number (Blender's range)")
+_SHA256 = r"^[0-9a-fA-F]{64}$"
+
+
+# -- what the document says the answers look like ------------------------------------------------
+# Documentation only: the routes return what the service returns, and the schemathesis test checks
+# that it fits these. (As response_model they would also filter the output at run time.)
+class ErrorBody(BaseModel):
+    """Every 4xx answer."""
+
+    error: str = Field(description="What is wrong, in words for the user")
+
+
+class WorkerBody(BaseModel):
+    agent: str
+    share: float
+    progress: float
+
+
+class ProgressBody(BaseModel):
+    stage: str
+    stage_progress: float | None = Field(description="null where a stage progress makes no sense (queued, paused...)")
+    total_progress: float
+    frames_done: int
+    frames_total: int
+    frames_rendered: int
+    workers: list[WorkerBody]
+    error: str | None
+    waiting_reason: str | None
+
+
+class FrameBody(BaseModel):
+    frame: int
+    state: str
+    agent: str | None
+    seconds: float | None
+
+
+class EventBody(BaseModel):
+    at: str
+    level: str
+    agent: str | None
+    frame: int | None
+    fault: str | None
+    message: str
+    log_tail: list[str]
+
+
+class CurrentFrameBody(BaseModel):
+    task: str
+    frame: int
+    progress: float
+
+
+class AgentBody(BaseModel):
+    agent: str
+    name: str
+    host: str
+    port: int
+    online: bool
+    enabled: bool
+    blenders: list[str]
+    current: list[CurrentFrameBody]
+    seconds_per_frame: float | None
+
+
+class TaskKeyBody(BaseModel):
+    task_key: str
+
+
+class EndpointBody(BaseModel):
+    path: str
+    methods: list[str]
+    summary: str
+
+
+class RootBody(BaseModel):
+    name: str
+    protocol: int
+    endpoints: list[EndpointBody]
+
+
+class HelloReplyBody(BaseModel):
+    heartbeat_interval_s: float
+    protocol: int
+
+
+class FrameFailedReplyBody(BaseModel):
+    outcome: str
+
+
+_ERROR_TEXT = {
+    400: "The input is wrong (not a blend file, a malformed message, a damaged upload); `error` says how",
+    401: "Missing or wrong farm token",
+    404: "No such task, agent or file",
+    409: "The request does not fit the task's stage (e.g. downloading an unfinished task)",
+    413: "Larger than the limit",
+    422: "A parameter does not fit this document",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+def _ok(model: Any, description: str = "Successful Response", code: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": model, "description": description}}
+
+
+def _column_schema(column: Any) -> dict[str, Any]:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        python_type = str
+    if issubclass(python_type, bool):
+        schema: dict[str, Any] = {"type": "boolean"}
+    elif issubclass(python_type, int):
+        schema = {"type": "integer"}
+    elif issubclass(python_type, float):
+        schema = {"type": "number"}
+    else:  # strings, enums (by value) and datetimes (ISO 8601)
+        schema = {"type": "string"}
+    return {"anyOf": [schema, {"type": "null"}]} if column.nullable else schema
+
+
+@functools.cache
+def _task_schema() -> dict[str, Any]:
+    """A task as ``FarmService.task`` returns it: every column of ``render_tasks``, and a few more."""
+    properties = {column.key: _column_schema(column) for column in RenderTask.__table__.columns}
+    properties.update(
+        task_key={"type": "string"},
+        frames_total={"type": "integer"},
+        frames_done={"type": "integer"},
+        waiting_reason={"anyOf": [{"type": "string"}, {"type": "null"}]},
+    )
+    return {"type": "object", "properties": properties, "required": sorted(properties)}
+
+
+def _task_list() -> dict[str, Any]:
+    return {"type": "array", "items": _task_schema()}
+
+
+def _task_doc(description: str = "The task, every field") -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"schema": _task_schema()}}}}
+
+
+def _inline(schema: dict[str, Any], bounded: bool) -> dict[str, Any]:
+    """pydantic's schema of a protocol type with its ``$defs`` written in place (none is recursive);
+    ``bounded`` adds the 32-bit limits the API enforces on incoming integers."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            rest = {k: resolve(v) for k, v in node.items() if k != "$ref"}
+            return {**resolve(defs[ref.removeprefix("#/$defs/")]), **rest}
+        result = {k: resolve(v) for k, v in node.items()}
+        if bounded and result.get("type") == "integer":
+            result.setdefault("minimum", _INT32[0])
+            result.setdefault("maximum", _INT32[1])
+        return result
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_ADAPTERS: dict[type[p.Message], TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[p.Message]) -> TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+def _message_doc(cls: type[p.Message]) -> dict[str, Any]:
+    schema = _inline(_adapter(cls).json_schema(), bounded=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _hello_doc() -> dict[str, Any]:
+    doc = _message_doc(p.AgentInfo)
+    blender = doc["requestBody"]["content"]["application/json"]["schema"]["properties"]["blenders"]["items"]
+    blender["properties"]["version"]["pattern"] = f"^{BLENDER_VERSION.pattern}$"
+    return doc
+
+
+def _reply_doc(cls: type[p.Message], description: str) -> dict[int | str, dict[str, Any]]:
+    schema = _inline(_adapter(cls).json_schema(mode="serialization"), bounded=False)
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+_BINARY = {"type": "string", "format": "binary"}
 
 
 class ApiError(Exception):
@@ -49,6 +263,7 @@ def create_app(service: FarmService, token: str) -> FastAPI:
         version="1",
         description="Render .blend files on the farm: upload, poll progress, download the result.",
         dependencies=[Depends(authorized)],
+        responses=_errors(401),
         # The document is served below, behind the token like everything else; no unauthenticated docs UI.
         openapi_url=None,
         docs_url=None,
@@ -78,7 +293,7 @@ def create_app(service: FarmService, token: str) -> FastAPI:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
-    @app.get("/api/", summary="The API root: its endpoints")
+    @app.get("/api/", summary="The API root: its endpoints", response_model=None, responses=_ok(RootBody))
     def root() -> dict[str, Any]:
         paths = app.openapi()["paths"]
         return {
@@ -117,18 +332,29 @@ def _progress_json(service: FarmService, task_key: str) -> dict[str, Any]:
 def _user_router(service: FarmService) -> APIRouter:
     router = APIRouter(prefix="/api")
 
-    @router.get("/render-tasks/", summary="All tasks")
+    @router.get(
+        "/render-tasks/",
+        summary="All tasks",
+        response_model=None,
+        responses={200: {"description": "Every task", "content": {"application/json": {"schema": _task_list()}}}},
+    )
     def list_tasks() -> list[dict[str, Any]]:
         return service.tasks()
 
-    @router.post("/render-tasks/run_task/", status_code=201, summary="Upload a .blend file and start rendering it")
+    @router.post(
+        "/render-tasks/run_task/",
+        status_code=201,
+        summary="Upload a .blend file and start rendering it",
+        response_model=None,
+        responses={**_ok(TaskKeyBody, "The task was queued", 201), **_errors(400, 413, 422)},
+    )
     def run_task(
         file: Annotated[UploadFile, File(description="The .blend file")],
         scene: Annotated[str | None, Form()] = None,
-        frame_start: Annotated[int | None, Form()] = None,
-        frame_end: Annotated[int | None, Form()] = None,
-        frame_step: Annotated[int | None, Form(ge=1)] = None,
-        priority: Annotated[int, Form()] = 0,
+        frame_start: Annotated[int | None, Form(ge=-MAX_FRAME, le=MAX_FRAME)] = None,
+        frame_end: Annotated[int | None, Form(ge=-MAX_FRAME, le=MAX_FRAME)] = None,
+        frame_step: Annotated[int | None, Form(ge=1, le=MAX_FRAME)] = None,
+        priority: Annotated[int, Form(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0,
         trusted: Annotated[bool, Form(description="Allow the file's Python scripts to run")] = False,
         preview_first: Annotated[bool, Form(description="Render first, last, middle, ... frames first")] = False,
         frame_timeout_s: Annotated[
@@ -158,19 +384,39 @@ def _user_router(service: FarmService) -> APIRouter:
         service.run_task(task_id, options)
         return {"task_key": task_id}
 
-    @router.get("/render-tasks/{task_key}/", summary="Every field of a task")
+    @router.get(
+        "/render-tasks/{task_key}/",
+        summary="Every field of a task",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 422)},
+    )
     def get_task(task_key: str) -> dict[str, Any]:
         return service.task(task_key)
 
-    @router.get("/render-tasks/{task_key}/progress/", summary="Stage and progress")
+    @router.get(
+        "/render-tasks/{task_key}/progress/",
+        summary="Stage and progress",
+        response_model=None,
+        responses={**_ok(ProgressBody), **_errors(404, 422)},
+    )
     def progress(task_key: str) -> dict[str, Any]:
         return _progress_json(service, task_key)
 
-    @router.get("/render-tasks/{task_key}/frames/", summary="Every frame's state and agent")
+    @router.get(
+        "/render-tasks/{task_key}/frames/",
+        summary="Every frame's state and agent",
+        response_model=None,
+        responses={**_ok(list[FrameBody]), **_errors(404, 422)},
+    )
     def frames(task_key: str) -> list[dict[str, Any]]:
         return service.frames(task_key)
 
-    @router.get("/render-tasks/{task_key}/events/", summary="The task's log, with Blender's own error text")
+    @router.get(
+        "/render-tasks/{task_key}/events/",
+        summary="The task's log, with Blender's own error text",
+        response_model=None,
+        responses={**_ok(list[EventBody]), **_errors(404, 422)},
+    )
     def events(task_key: str) -> list[dict[str, Any]]:
         return service.events(task_key)
 
@@ -178,6 +424,10 @@ def _user_router(service: FarmService) -> APIRouter:
         "/render-tasks/{task_key}/download/",
         summary="The result: the video, or a zip of the frames (409 until finished)",
         response_class=FileResponse,
+        responses={
+            200: {"description": "The file", "content": {"application/octet-stream": {"schema": _BINARY}}},
+            **_errors(404, 409, 422),
+        },
     )
     def download(task_key: str) -> FileResponse:
         path = service.result_file(task_key)
@@ -185,32 +435,59 @@ def _user_router(service: FarmService) -> APIRouter:
         stem = Path(task["original_name"] or "render").stem
         return FileResponse(path, media_type="application/octet-stream", filename=f"{stem}{path.suffix}")
 
-    @router.post("/render-tasks/{task_key}/cancel/", summary="Cancel a task")
+    @router.post(
+        "/render-tasks/{task_key}/cancel/",
+        summary="Cancel a task",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 409, 422)},
+    )
     def cancel(task_key: str) -> dict[str, Any]:
         service.cancel(task_key)
         return service.task(task_key)
 
-    @router.post("/render-tasks/{task_key}/pause/", summary="Pause: frames being rendered finish, no new ones start")
+    @router.post(
+        "/render-tasks/{task_key}/pause/",
+        summary="Pause: frames being rendered finish, no new ones start",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 409, 422)},
+    )
     def pause(task_key: str) -> dict[str, Any]:
         service.pause(task_key)
         return service.task(task_key)
 
-    @router.post("/render-tasks/{task_key}/resume/", summary="Resume a paused task")
+    @router.post(
+        "/render-tasks/{task_key}/resume/",
+        summary="Resume a paused task",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 409, 422)},
+    )
     def resume(task_key: str) -> dict[str, Any]:
         service.resume(task_key)
         return service.task(task_key)
 
-    @router.post("/render-tasks/{task_key}/retry/", summary="Render a failed task's failed frames again")
+    @router.post(
+        "/render-tasks/{task_key}/retry/",
+        summary="Render a failed task's failed frames again",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 409, 422)},
+    )
     def retry(task_key: str) -> dict[str, Any]:
         service.retry(task_key)
         return service.task(task_key)
 
-    @router.post("/render-tasks/{task_key}/priority/", summary="Change a task's priority")
-    def priority(task_key: str, value: Annotated[int, Form()]) -> dict[str, Any]:
+    @router.post(
+        "/render-tasks/{task_key}/priority/",
+        summary="Change a task's priority",
+        response_model=None,
+        responses={**_task_doc(), **_errors(404, 422)},
+    )
+    def priority(task_key: str, value: Annotated[int, Form(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]) -> dict[str, Any]:
         service.set_priority(task_key, value)
         return service.task(task_key)
 
-    @router.get("/agents/", summary="Every agent the manager knows")
+    @router.get(
+        "/agents/", summary="Every agent the manager knows", response_model=None, responses=_ok(list[AgentBody])
+    )
     def agents() -> list[dict[str, Any]]:
         return [
             {
@@ -227,12 +504,12 @@ def _user_router(service: FarmService) -> APIRouter:
             for a in service.agents()
         ]
 
-    @router.post("/agents/{agent_id}/enable/", summary="Let an agent take work")
+    @router.post("/agents/{agent_id}/enable/", summary="Let an agent take work", responses=_errors(404, 422))
     def enable(agent_id: str) -> dict[str, bool]:
         service.set_agent_enabled(agent_id, True)
         return {"enabled": True}
 
-    @router.post("/agents/{agent_id}/disable/", summary="Give an agent no more work")
+    @router.post("/agents/{agent_id}/disable/", summary="Give an agent no more work", responses=_errors(404, 422))
     def disable(agent_id: str) -> dict[str, bool]:
         service.set_agent_enabled(agent_id, False)
         return {"enabled": False}
@@ -240,60 +517,126 @@ def _user_router(service: FarmService) -> APIRouter:
     return router
 
 
-async def _json(request: Request) -> Any:
+def _check_values(data: Any) -> None:
+    """What the protocol's types cannot say: finite numbers, 32-bit integers, encodable text."""
+    stack = [data]
+    while stack:  # iterative: a deeply nested value must not exhaust the stack here
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif isinstance(node, bool):
+            continue
+        elif isinstance(node, int):
+            if not _INT32[0] <= node <= _INT32[1]:
+                raise ApiError(400, "an integer in the message is out of range (32 bits)")
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ApiError(400, "a number in the message is not finite")
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(400, "a string in the message is not valid Unicode (a lone surrogate)") from exc
+
+
+async def _message(request: Request, cls: type[_M]) -> _M:
+    """Read an agent's JSON message: size-limited, strictly typed, checked values."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ApiError(413, f"the message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        return await request.json()
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from exc
+        message: _M = _adapter(cls).validate_json(bytes(raw), strict=True)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+        raise ApiError(400, f"{cls.__name__}: " + "; ".join(parts)) from exc
+    # Only the fields the protocol knows: unknown keys (from a newer peer) are ignored, whatever they hold.
+    _check_values(message.to_dict())
+    return message
 
 
 def _agent_router(service: FarmService) -> APIRouter:
     router = APIRouter(tags=["agents"])
 
-    def parse(cls: type[_M], data: Any) -> _M:
-        try:
-            return cls.from_dict(data)
-        except p.ProtocolError as exc:
-            raise ApiError(400, str(exc)) from exc
-
-    @router.post(p.MANAGER_HELLO, summary="An agent introduces itself")
+    @router.post(
+        p.MANAGER_HELLO,
+        summary="An agent introduces itself",
+        response_model=None,
+        responses={**_ok(HelloReplyBody), **_errors(400, 409, 413)},
+        openapi_extra=_hello_doc(),
+    )
     async def hello(request: Request) -> dict[str, Any]:
-        info = parse(p.AgentInfo, await _json(request))
+        info = await _message(request, p.AgentInfo)
         if info.protocol != p.PROTOCOL_VERSION:
             raise ApiError(409, f"protocol {info.protocol} is not {p.PROTOCOL_VERSION}: update the agent")
         host = request.client.host if request.client else None
         service.hello(info, host)
         return {"heartbeat_interval_s": p.HEARTBEAT_INTERVAL_S, "protocol": p.PROTOCOL_VERSION}
 
-    @router.post(p.MANAGER_HEARTBEAT, summary="An agent's progress; the reply says what to abandon")
+    @router.post(
+        p.MANAGER_HEARTBEAT,
+        summary="An agent's progress; the reply says what to abandon",
+        response_model=None,
+        responses={**_reply_doc(p.HeartbeatReply, "What to abandon"), **_errors(400, 413)},
+        openapi_extra=_message_doc(p.Heartbeat),
+    )
     async def heartbeat(request: Request) -> dict[str, Any]:
-        beat = parse(p.Heartbeat, await _json(request))
+        beat = await _message(request, p.Heartbeat)
         return service.heartbeat(beat).to_dict()
 
-    @router.post(p.MANAGER_WORK, summary="An agent asks for frames (204: nothing to do)")
+    @router.post(
+        p.MANAGER_WORK,
+        summary="An agent asks for frames (204: nothing to do)",
+        responses={
+            **_reply_doc(p.WorkAssignment, "Frames to render"),
+            204: {"description": "Nothing to do now"},
+            **_errors(400, 413),
+        },
+        openapi_extra=_message_doc(p.WorkRequest),
+    )
     async def work(request: Request) -> Response:
-        req = parse(p.WorkRequest, await _json(request))
+        req = await _message(request, p.WorkRequest)
         assignment = service.request_work(req)
         if assignment is None:
             return Response(status_code=204)
         return JSONResponse(assignment.to_dict())
 
-    @router.get(p.MANAGER_FILE, summary="A task's file, by its sha256", response_class=FileResponse)
-    def file(sha256: str) -> FileResponse:
-        return FileResponse(service.file_for(sha256), media_type="application/octet-stream")
+    @router.get(
+        p.MANAGER_FILE,
+        summary="A task's file, by its sha256",
+        response_class=FileResponse,
+        responses={
+            200: {"description": "The file", "content": {"application/octet-stream": {"schema": _BINARY}}},
+            **_errors(404, 422),
+        },
+    )
+    def file(sha256: Annotated[str, PathParam(pattern=_SHA256)]) -> FileResponse:
+        return FileResponse(service.file_for(sha256.lower()), media_type="application/octet-stream")
 
-    @router.put(p.MANAGER_FRAME, summary="Upload a rendered frame (the body is the image file)")
+    @router.put(
+        p.MANAGER_FRAME,
+        summary="Upload a rendered frame (the body is the image file)",
+        response_model=None,
+        responses={**_reply_doc(p.FrameAccepted, "Whether the frame was taken"), **_errors(400, 422)},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}}},
+    )
     async def frame(
         task_id: str,
-        frame: int,
+        frame: Annotated[int, _FRAME],
         request: Request,
         agent_id: Annotated[str, Header(alias=p.HEADER_AGENT_ID)],
-        sha256: Annotated[str, Header(alias=p.HEADER_SHA256)],
-        seconds: Annotated[float, Header(alias=p.HEADER_RENDER_SECONDS)],
-        extension: Annotated[str, Header(alias=p.HEADER_EXTENSION)],
+        sha256: Annotated[str, Header(alias=p.HEADER_SHA256, pattern=_SHA256)],
+        seconds: Annotated[float, Header(alias=p.HEADER_RENDER_SECONDS, ge=0, allow_inf_nan=False)],
+        extension: Annotated[str, Header(alias=p.HEADER_EXTENSION, pattern=r"^\.?[A-Za-z0-9]{1,8}$")],
         attempt: Annotated[str | None, Header(alias=p.HEADER_ATTEMPT)] = None,
     ) -> dict[str, Any]:
-        tmp_dir = service.storage.task_dir(task_id)
+        tmp_dir = service.frame_upload_dir(task_id)
+        if tmp_dir is None:  # not a task being rendered: nothing is written, as for any late frame
+            return p.FrameAccepted(accepted=False).to_dict()
         digest = hashlib.sha256()
         with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix=".upload-", delete=False) as out:
             received = Path(out.name)
@@ -311,9 +654,15 @@ def _agent_router(service: FarmService) -> APIRouter:
             task_id, frame, agent_id, attempt, received, sha256.lower(), seconds, extension
         ).to_dict()
 
-    @router.post(p.MANAGER_FRAME_FAILED, summary="An agent could not render a frame")
-    async def frame_failed(task_id: str, frame: int, request: Request) -> dict[str, str]:
-        failure = parse(p.FrameFailure, await _json(request))
+    @router.post(
+        p.MANAGER_FRAME_FAILED,
+        summary="An agent could not render a frame",
+        response_model=None,
+        responses={**_ok(FrameFailedReplyBody), **_errors(400, 413, 422)},
+        openapi_extra=_message_doc(p.FrameFailure),
+    )
+    async def frame_failed(task_id: str, frame: Annotated[int, _FRAME], request: Request) -> dict[str, str]:
+        failure = await _message(request, p.FrameFailure)
         outcome = service.frame_failed(task_id, frame, failure)
         return {"outcome": outcome.value}
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blendfile import BlenderDataType, BlendFile, BlendFileError, Scene, detect_data_type
+from blendfile import BlenderDataType, BlendFile, BlendFileError, Scene, autorun_scripts, detect_data_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class FileSummary:
     """Why the file cannot be read at all (the reader's message), else None."""
     size_bytes: int = 0
     warnings_by_scene: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    autorun_scripts: tuple[str, ...] = ()
+    """Text blocks registered to run when the file is opened: they run on the farm only for a trusted task."""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,7 @@ def inspect_file(path: str | os.PathLike[str]) -> FileSummary:
         with BlendFile.open(spath) as bfile:
             scenes = tuple(bfile.scenes())
             current = bfile.current_scene()
+            scripts = tuple(autorun_scripts(bfile))
             return FileSummary(
                 path=spath,
                 data_type=data_type,
@@ -70,6 +73,7 @@ def inspect_file(path: str | os.PathLike[str]) -> FileSummary:
                 current_scene=current.name,
                 size_bytes=size,
                 warnings_by_scene={s.name: scene_problems(s) for s in scenes},
+                autorun_scripts=scripts,
             )
     except BlendFileError as exc:
         return FileSummary(spath, data_type, size_bytes=size, error=str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import threading
 import time
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 8 << 30
 """Default upload size limit (8 GiB); a setting."""
+BLENDER_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){0,3}")
 
 
 class FarmError(Exception):
@@ -247,6 +249,7 @@ class FarmService:
         """Read the uploaded file, validate it and queue it. Bad input: BadRequest, task failed."""
         options = options or TaskOptions()
         upload = self.storage.upload_path(task_id)
+        refused: BadRequest | None = None
         with self.lock, self.sessions.begin() as s:
             task = self._get(s, task_id)
             if task.stage is not Stage.UPLOADED:
@@ -254,18 +257,29 @@ class FarmService:
             try:
                 self._prepare(task, upload, options)
             except BadRequest as exc:
-                task.stage = transition(task.stage, Stage.FAILED)
-                task.error = str(exc)
-                upload.unlink(missing_ok=True)
-                s.add(TaskEvent(task_id=task_id, level="error", message=str(exc)))
-                raise
-            task.stage = transition(task.stage, Stage.QUEUED)
-            task.queued_at = utcnow()
-            s.flush()
-            numbers = range(task.start or 0, (task.end or 0) + 1, task.step)
-            s.execute(sa.insert(Frame), [{"task_id": task_id, "number": n} for n in numbers])
-            self._schedule(task)
-            return self._task_dict(s, task)
+                refused = exc
+            else:
+                return self._queue_prepared(s, task)
+        # Outside the failed transaction (it rolled back): the task fails with the reason, on record.
+        upload.unlink(missing_ok=True)
+        with self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            task.stage = transition(task.stage, Stage.FAILED)
+            task.error = str(refused)
+            task.finished_at = utcnow()
+            s.add(TaskEvent(task_id=task_id, level="error", message=str(refused)))
+        assert refused is not None  # noqa: S101 - the only way here
+        raise refused
+
+    def _queue_prepared(self, s: so.Session, task: RenderTask) -> dict[str, Any]:
+        """A validated task: its frames go in the database and the scheduler's queue."""
+        task.stage = transition(task.stage, Stage.QUEUED)
+        task.queued_at = utcnow()
+        s.flush()
+        numbers = range(task.start or 0, (task.end or 0) + 1, task.step)
+        s.execute(sa.insert(Frame), [{"task_id": task.id, "number": n} for n in numbers])
+        self._schedule(task)
+        return self._task_dict(s, task)
 
     def submit_file(self, path: Path, options: TaskOptions | None = None) -> dict[str, Any]:
         """Copy a local file in and run it (what the GUI and ``farmgui submit`` on this PC do)."""
@@ -305,6 +319,8 @@ class FarmService:
         step = scene.frame_step if options.frame_step is None else options.frame_step
         if step < 1:
             raise BadRequest(f"the frame step must be at least 1, not {step}")
+        if not (math.isfinite(scene.fps) and math.isfinite(scene.fps_base)):
+            raise BadRequest(f"scene {scene.name!r}: the frame rate is not a finite number (a damaged file?)")
         checked = replace(scene, frame_start=start, frame_end=end, frame_step=step)
         problems = scene_problems(checked)
         if problems:
@@ -580,6 +596,9 @@ class FarmService:
     def hello(self, info: AgentInfo, host: str | None = None) -> None:
         """An agent introduces itself (first contact, or back after a restart of either side)."""
         versions = [b.version for b in info.blenders]
+        for version in versions:  # stored comma-joined and parsed by the scheduler: digits and dots only
+            if not BLENDER_VERSION.fullmatch(version):
+                raise BadRequest(f"not a Blender version: {version[:40]!r} (expected major.minor.patch)")
         with self.lock, self.sessions.begin() as s:
             row = s.get(Agent, info.agent_id)
             if row is None:
@@ -644,6 +663,14 @@ class FarmService:
                     frame_timeout_s=task.frame_timeout_s,
                     memory_limit_mb=task.memory_limit_mb,
                 )
+
+    def frame_upload_dir(self, task_id: str) -> Path | None:
+        """Where to receive an uploaded frame of a task being rendered; None for any other task id
+        (unknown, finished, or a name like ``..``), so that nothing is written for it."""
+        with self.lock:
+            if task_id not in self.scheduler.tasks:
+                return None
+        return self.storage.task_dir(task_id)
 
     def file_for(self, sha256: str) -> Path:
         try:
@@ -711,6 +738,9 @@ class FarmService:
         log_tail: Iterable[str],
         attempt: str | None,
     ) -> Outcome:
+        before = self.scheduler.tasks.get(task_id)
+        # A frame in flight when its agent was taken off fails later: still logged, but the agent is taken off once.
+        was_blocked = before is not None and agent_id in before.blocked
         outcome = self.scheduler.frame_failed(agent_id, task_id, frame, error, attempt)
         if outcome is Outcome.UNKNOWN:
             return outcome
@@ -729,7 +759,7 @@ class FarmService:
                     log_tail="\n".join(log_tail) or None,
                 )
             )
-            if outcome is Outcome.AGENT_BLOCKED:
+            if outcome is Outcome.AGENT_BLOCKED and not was_blocked:
                 s.merge(BlockedAgent(task_id=task_id, agent_id=agent_id))
                 s.add(
                     TaskEvent(

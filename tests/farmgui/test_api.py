@@ -163,6 +163,12 @@ def test_bad_uploads_get_a_reason_and_leave_nothing(client: TestClient, service:
     assert "no camera" in r.json()["error"]
     assert list((service.data_dir / "uploads").iterdir()) == []
     assert list((service.data_dir / "files").iterdir()) == []
+    # Each refusal is on record: the task failed, with the reason, in the list and its log.
+    tasks = client.get("/api/render-tasks/", headers=AUTH).json()
+    assert {t["stage"] for t in tasks} == {"failed"}
+    assert all(t["error"] for t in tasks)
+    events = client.get(f"/api/render-tasks/{tasks[0]['task_key']}/events/", headers=AUTH).json()
+    assert events[0]["level"] == "error"
 
 
 def test_render_a_task_with_two_agents(client: TestClient, service: FarmService) -> None:
