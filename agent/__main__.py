@@ -22,6 +22,7 @@ from .blender import find_blenders
 from .command import CyclesDevice, RenderSettings
 from .gpus import detect_gpus
 from .httpserver import ServerThread
+from .pairing import Pairing
 from .server import create_agent_app
 from .service import AgentConfig, AgentCore
 from .session import install_signal_handlers, kill_all_sessions
@@ -82,6 +83,30 @@ def advertiser_update(advertiser: Advertiser) -> Callable[[AgentCore], None]:
     return update
 
 
+def saving_token(core: AgentCore, settings_path: Path) -> Callable[[str | None], None]:
+    """Pairing's store: the token goes in the agent's settings (0600) and its config at once."""
+
+    def store(token: str | None) -> None:
+        core.config.token = token
+        saved = load_settings(settings_path)
+        if token is None:
+            saved.pop("token", None)
+        else:
+            saved["token"] = token
+        save_settings(settings_path, saved)
+        if core.on_state_change is not None:
+            core.on_state_change(core)  # re-announce: paired=1 in the zeroconf record
+
+    return store
+
+
+def show_pairing_code(manager_id: str, code: str) -> None:
+    print(
+        f"A control station asks to pair with this agent. Approve it there only if it shows the code {code}.",
+        flush=True,
+    )
+
+
 def exit_with_parent() -> None:
     """Ask Linux to send us SIGTERM when the process that started us dies (we then stop our Blender)."""
     if not sys.platform.startswith("linux"):
@@ -134,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()  # SIGTERM/SIGINT: kill every Blender we started, then exit
     stop = threading.Event()
     try:
-        server = ServerThread(create_agent_app(core), args.host, port).start()
+        pairing = Pairing(core.agent_id, lambda: core.config.token, saving_token(core, settings_path))
+        pairing.on_code = show_pairing_code
+        server = ServerThread(create_agent_app(core, pairing), args.host, port).start()
         core.config.port = server.port
         core.start()
         if args.manager:

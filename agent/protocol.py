@@ -47,6 +47,10 @@ AGENT_ATTACH = AGENT_PREFIX + "/attach"
 AGENT_DETACH = AGENT_PREFIX + "/detach"
 AGENT_PAUSE = AGENT_PREFIX + "/pause"
 AGENT_RESUME = AGENT_PREFIX + "/resume"
+AGENT_PAIR_START = AGENT_PREFIX + "/pair/start"
+"""No token needed: the one way in for a manager that does not have the agent's trust yet."""
+AGENT_PAIR_FINISH = AGENT_PREFIX + "/pair/finish"
+AGENT_UNPAIR = AGENT_PREFIX + "/unpair"
 
 # -- the manager's agent-facing endpoints ------------------------------------------------------
 MANAGER_AGENT_PREFIX = "/api/agent/v1"
@@ -179,6 +183,30 @@ class AttachRequest(Message):
 
     manager_url: str
     manager_id: str
+
+
+@dataclass(frozen=True)
+class PairStart(Message):
+    """Manager -> unpaired agent: may I give you my farm's token?"""
+
+    manager_id: str
+    manager_nonce: str
+
+
+@dataclass(frozen=True)
+class PairStarted(Message):
+    agent_id: str
+    name: str
+    agent_nonce: str
+
+
+@dataclass(frozen=True)
+class PairFinish(Message):
+    """Manager -> agent, after the user compared the codes: here is the token."""
+
+    manager_id: str
+    agent_nonce: str
+    token: str
 
 
 @dataclass(frozen=True)

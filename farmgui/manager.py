@@ -70,8 +70,9 @@ class Manager:
         self.token = load_or_create_token(config.data_dir, config.token or os.environ.get("FARM_TOKEN"))
         self.manager_id = self._manager_id()
         self.service = FarmService(config.data_dir, config.db_url, heartbeat_timeout_s=config.heartbeat_timeout_s)
-        self.server = ServerThread(create_app(self.service, self.token), config.host, config.port)
-        self.links = AgentLinks(self.token, self.server.port, self.manager_id)
+        self.links = AgentLinks(self.token, 0, self.manager_id)
+        self.server = ServerThread(create_app(self.service, self.token, self.links), config.host, config.port)
+        self.links.manager_port = self.server.port
         self.browser: AgentBrowser | None = None
         self.local_agent: subprocess.Popen[bytes] | None = None
 

@@ -27,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent import protocol as p
 
 from .auth import token_matches
+from .links import AgentLinks
 from .models import RenderTask
+from .pairing_api import pairing_router
 from .service import BLENDER_VERSION, BadRequest, Conflict, FarmError, FarmService, NotFound, TaskOptions
 from .storage import copy_stream
 
@@ -249,7 +251,7 @@ class ApiError(Exception):
         self.message = message
 
 
-def create_app(service: FarmService, token: str) -> FastAPI:
+def create_app(service: FarmService, token: str, links: AgentLinks | None = None) -> FastAPI:
     """The manager's ASGI application."""
 
     def authorized(
@@ -309,6 +311,8 @@ def create_app(service: FarmService, token: str) -> FastAPI:
             ],
         }
 
+    if links is not None:
+        app.include_router(pairing_router(links, _errors))
     app.include_router(_user_router(service))
     app.include_router(_agent_router(service))
     return app

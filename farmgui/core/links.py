@@ -9,6 +9,7 @@ it told the manager's URL (``POST /agent/v1/attach``), after which the agent pul
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from enum import StrEnum
 import httpx
 
 from agent import protocol as p
+from agent.pairing import pairing_code
 
 from .discovery import AgentGone, AgentSeen, DiscoveryEvent
 
@@ -40,6 +42,23 @@ class LinkStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class PairingOffer:
+    """A pairing in progress: the code the user must see on both screens before approving."""
+
+    host: str
+    port: int
+    agent_id: str
+    name: str
+    code: str
+    manager_nonce: str
+    agent_nonce: str
+
+
+class PairingFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
 class Link:
     host: str
     port: int
@@ -49,6 +68,13 @@ class Link:
     manual: bool
     detail: str = ""
     paired_hint: bool = True
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text
 
 
 def local_address_for(host: str) -> str:
@@ -73,7 +99,8 @@ class AgentLinks:
         interval_s: float = 2.0,
     ) -> None:
         self._token = token
-        self._manager_port = manager_port
+        self.manager_port = manager_port
+        """The port agents reach the manager on (set once the server has one)."""
         self._manager_id = manager_id
         self._on_change = on_change
         self._interval = interval_s
@@ -109,6 +136,50 @@ class AgentLinks:
                 for key, link in list(self._links.items()):
                     if link.agent_id == event.agent_id and not link.manual:
                         del self._links[key]
+        self._wake.set()
+
+    # -- pairing -----------------------------------------------------------------------------
+    def _base(self, host: str, port: int) -> str:
+        return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    def start_pairing(self, host: str, port: int) -> PairingOffer:
+        """Ask an unpaired agent to pair; returns the code to compare with the agent's."""
+        manager_nonce = secrets.token_hex(16)
+        ask = p.PairStart(manager_id=self._manager_id, manager_nonce=manager_nonce)
+        try:
+            r = httpx.post(self._base(host, port) + p.AGENT_PAIR_START, json=ask.to_dict(), timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise PairingFailed(f"the agent at {host}:{port} did not answer: {exc}") from exc
+        if r.status_code != 200:
+            raise PairingFailed(_error_text(r))
+        started = p.PairStarted.from_dict(r.json())
+        code = pairing_code(manager_nonce, started.agent_nonce, started.agent_id)
+        return PairingOffer(host, port, started.agent_id, started.name, code, manager_nonce, started.agent_nonce)
+
+    def finish_pairing(self, offer: PairingOffer) -> None:
+        """The user saw the same code on both screens: hand the agent the farm token, then attach it."""
+        done = p.PairFinish(manager_id=self._manager_id, agent_nonce=offer.agent_nonce, token=self._token)
+        try:
+            r = httpx.post(self._base(offer.host, offer.port) + p.AGENT_PAIR_FINISH, json=done.to_dict(), timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise PairingFailed(f"the agent did not answer: {exc}") from exc
+        if r.status_code != 200:
+            raise PairingFailed(_error_text(r))
+        self.add_address(offer.host, offer.port)
+        with self._lock:
+            self._checked.pop((offer.host, offer.port), None)
+        self._wake.set()
+
+    def revoke(self, host: str, port: int) -> None:
+        """Make a paired agent forget the farm token."""
+        try:
+            r = httpx.post(self._base(host, port) + p.AGENT_UNPAIR, headers=p.bearer(self._token), timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise PairingFailed(f"the agent did not answer: {exc}") from exc
+        if r.status_code != 200:
+            raise PairingFailed(_error_text(r))
+        with self._lock:
+            self._checked.pop((host, port), None)
         self._wake.set()
 
     def links(self) -> list[Link]:
@@ -162,7 +233,7 @@ class AgentLinks:
             return replace(link, status=LinkStatus.MISMATCH, detail=f"answers as {info.agent_id}, not {link.agent_id}")
         if info.protocol != p.PROTOCOL_VERSION:
             return replace(link, status=LinkStatus.INCOMPATIBLE, detail=f"protocol {info.protocol}")
-        url = f"http://{local_address_for(link.host)}:{self._manager_port}"
+        url = f"http://{local_address_for(link.host)}:{self.manager_port}"
         attach = p.AttachRequest(manager_url=url, manager_id=self._manager_id)
         try:
             client.post(base + p.AGENT_ATTACH, json=attach.to_dict()).raise_for_status()

@@ -40,9 +40,19 @@ def client(core: AgentCore) -> Iterator[TestClient]:
         yield c
 
 
+PAIRING = {("POST", p.AGENT_PAIR_START), ("POST", p.AGENT_PAIR_FINISH)}
+"""The only endpoints without the token: how an agent without one gets it (agent/pairing.py)."""
+
+
 def operations(client: TestClient) -> list[tuple[str, str]]:
+    """Every operation that needs the token."""
     doc = client.get("/openapi.json", headers=AUTH).json()
-    return [(method.upper(), path) for path, ops in doc["paths"].items() for method in ops]
+    return [
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        for method in ops
+        if (method.upper(), path) not in PAIRING
+    ]
 
 
 def request(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
@@ -59,10 +69,14 @@ def test_the_document_lists_every_endpoint_with_the_token(client: TestClient) ->
         ("POST", p.AGENT_DETACH),
         ("POST", p.AGENT_PAUSE),
         ("POST", p.AGENT_RESUME),
+        ("POST", p.AGENT_UNPAIR),
     }
     for path, ops in doc["paths"].items():
         for method, operation in ops.items():
-            assert operation.get("security"), f"{method} {path} does not document the token"
+            if (method.upper(), path) in PAIRING:
+                assert not operation.get("security"), f"{method} {path} is a pairing step: no token"
+            else:
+                assert operation.get("security"), f"{method} {path} does not document the token"
 
 
 @pytest.mark.parametrize(
@@ -139,3 +153,52 @@ def test_an_attach_body_that_is_not_json_is_a_400(core: AgentCore) -> None:
         r = client.post(p.AGENT_ATTACH, content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
         assert r.status_code == 400
         assert "not JSON" in r.json()["error"]
+
+
+def test_pairing_gives_an_unpaired_agent_the_token_once(tmp_path: Path) -> None:
+    from agent.pairing import pairing_code
+
+    core = make_core(tmp_path, None)
+    try:
+        with TestClient(create_agent_app(core)) as client:
+            assert client.get(p.AGENT_INFO, headers=AUTH).status_code == 401
+            manager_nonce = "a" * 32
+            r = client.post(p.AGENT_PAIR_START, json=p.PairStart("m1", manager_nonce).to_dict())
+            assert r.status_code == 200, r.text
+            started = p.PairStarted.from_dict(r.json())
+            assert started.agent_id == core.agent_id
+            # Both sides compute the same code from what they exchanged; the user compares them.
+            code = pairing_code(manager_nonce, started.agent_nonce, core.agent_id)
+            assert len(code) == 7
+            assert code[3] == "-"
+            wrong = p.PairFinish("m1", "0" * 32, TOKEN).to_dict()
+            assert client.post(p.AGENT_PAIR_FINISH, json=wrong).status_code == 403
+            finish = p.PairFinish("m1", started.agent_nonce, TOKEN + "-long-enough-for-a-farm-token").to_dict()
+            r = client.post(p.AGENT_PAIR_FINISH, json=finish)
+            assert r.status_code == 200, r.text
+            assert r.json()["paired"] is True
+            token = TOKEN + "-long-enough-for-a-farm-token"
+            assert client.get(p.AGENT_INFO, headers=p.bearer(token)).status_code == 200
+            # A replay finds nothing waiting; a second manager cannot take the paired agent over.
+            assert client.post(p.AGENT_PAIR_FINISH, json=finish).status_code in (403, 409)
+            again = client.post(p.AGENT_PAIR_START, json=p.PairStart("m2", "b" * 32).to_dict())
+            assert again.status_code == 409
+            # Revoking (with the token) makes it unpaired again.
+            assert client.post(p.AGENT_UNPAIR, headers=p.bearer(token)).status_code == 200
+            assert core.config.token is None
+            assert client.get(p.AGENT_INFO, headers=p.bearer(token)).status_code == 401
+    finally:
+        core.close()
+
+
+def test_pairing_requests_expire(tmp_path: Path) -> None:
+    from agent.pairing import Pairing, PairingError
+
+    now = [0.0]
+    stored: list[str | None] = [None]
+    pairing = Pairing("agent-1", lambda: stored[0], lambda t: stored.__setitem__(0, t), clock=lambda: now[0])
+    nonce, _ = pairing.start("m1", "c" * 32)
+    now[0] += 301
+    with pytest.raises(PairingError, match="expired"):
+        pairing.finish("m1", nonce, "t" * 40)
+    assert stored[0] is None

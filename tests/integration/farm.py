@@ -73,16 +73,27 @@ class Process:
 
 
 class Agent(Process):
-    def __init__(self, root: Path, name: str, *, bpy: bool = True, blender: str | None = "/usr/bin/blender") -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        *,
+        bpy: bool = True,
+        blender: str | None = "/usr/bin/blender",
+        token: str | None = TOKEN,
+    ) -> None:
+        self.token = token
         self.name = name
         self.port = free_port()
         self.work_dir = root / f"agent-{name}"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable, "-m", "agent", "--no-tray", "--no-advertise", "--host", "127.0.0.1",
-            "--port", str(self.port), "--name", name, "--token", TOKEN, "--work-dir", str(self.work_dir),
+            "--port", str(self.port), "--name", name, "--work-dir", str(self.work_dir),
             "--settings", str(self.work_dir / "settings.json"), "--threads", "1", "-v",
         ]  # fmt: skip
+        if token is not None:
+            argv += ["--token", token]
         if not bpy:
             argv.append("--no-bpy")
         if blender:
@@ -94,7 +105,7 @@ class Agent(Process):
         if self.proc.poll() is not None:
             raise AssertionError(f"agent {self.name} exited:\n{self.log()[-3000:]}")
         r = httpx.get(f"http://127.0.0.1:{self.port}{p.AGENT_INFO}", headers=p.bearer(TOKEN), timeout=2)
-        return r.status_code == 200
+        return r.status_code == (200 if self.token == TOKEN else 401)
 
     @property
     def address(self) -> str:
