@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -24,6 +25,7 @@ from blendfile import Scene
 from ..core.inspect import FileSummary, scene_problems
 from ..core.scheduler import can_open, version_tuple
 from ..core.service import TaskOptions
+from .theme import error_colour
 
 _FRAME_LIMIT = 1_048_574  # Blender's MAXFRAME
 
@@ -60,50 +62,82 @@ class FilePanel(QGroupBox):
         for box in (self.frame_start, self.frame_end):
             box.setRange(-_FRAME_LIMIT, _FRAME_LIMIT)
         self.frame_step.setRange(1, _FRAME_LIMIT)
+        for box in (self.frame_start, self.frame_end, self.frame_step, self.priority):
+            box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.priority.setToolTip("Higher renders first; tasks of equal priority render in the order they came")
+        self.scene_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.scene_box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.labels: dict[str, QLabel] = {}
-        form = QFormLayout()
-        form.addRow("Blender version", self._label("version"))
-        form.addRow("Size", self._label("size"))
-        form.addRow("Scene", self.scene_box)
+        # Two columns: what to render (editable) on the left, what the file says on the right.
+        render = QFormLayout()
+        render.addRow("Scene", self.scene_box)
         frames = QHBoxLayout()
+        frames.setSpacing(6)
         frames.addWidget(self.frame_start)
         frames.addWidget(QLabel("to"))
         frames.addWidget(self.frame_end)
+        frames.addSpacing(6)
         frames.addWidget(QLabel("step"))
         frames.addWidget(self.frame_step)
-        form.addRow("Frames", frames)
+        frames.addStretch(1)
+        render.addRow("Frames", frames)
+        render.addRow("Number of frames", self._label("count"))
+        priority = QHBoxLayout()
+        priority.addWidget(self.priority)
+        priority.addSpacing(6)
+        priority.addWidget(QLabel("higher renders first"))
+        priority.addStretch(1)
+        render.addRow("Priority", priority)
+        render.addRow(self.trusted)
+        button = QHBoxLayout()
+        button.addWidget(self.render_button)
+        button.addStretch(1)
+        render.addRow(button)
+        facts = QFormLayout()
         for key, title in (
-            ("count", "Number of frames"),
+            ("version", "Blender version"),
+            ("size", "Size"),
             ("fps", "Frame rate"),
             ("resolution", "Resolution"),
             ("engine", "Render engine"),
             ("output", "Output"),
             ("camera", "Camera"),
         ):
-            form.addRow(title, self._label(key))
+            facts.addRow(title, self._label(key))
+        for form in (render, facts):
+            form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+            form.setVerticalSpacing(4)
+        columns = QHBoxLayout()
+        columns.addLayout(render, 1)
+        columns.addSpacing(16)
+        columns.addLayout(facts, 1)
         self.problems = QLabel()
         self.problems.setObjectName("problems")
         self.problems.setWordWrap(True)
         self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.problems.setStyleSheet("color: #d9534f; font-weight: bold;")
-        form.addRow("Priority", self.priority)
-        form.addRow("", self.trusted)
+        self._colour_problems()
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(columns)
         layout.addWidget(self.problems)
         layout.addStretch(1)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.render_button)
-        layout.addLayout(buttons)
         self.scene_box.currentTextChanged.connect(self._show_scene)
         for box in (self.frame_start, self.frame_end, self.frame_step):
             box.valueChanged.connect(self._update_count)
         self.setEnabled(False)
 
+    def _colour_problems(self) -> None:
+        colour = error_colour(self.palette()).name()
+        self.problems.setStyleSheet(f"color: {colour}; font-weight: bold;")
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._colour_problems()
+        super().changeEvent(event)
+
     def _label(self, key: str) -> QLabel:
         label = QLabel("-")
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setWordWrap(True)  # a long output path wraps instead of widening the window
         self.labels[key] = label
         return label
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QPoint, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QFrame,
     QHeaderView,
     QInputDialog,
     QLabel,
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMenu,
+    QScrollArea,
     QSplitter,
     QSystemTrayIcon,
     QTableView,
@@ -29,20 +32,41 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.inspect import FileSummary, inspect_file
+from ..core.links import Link
 from ..core.scheduler import version_tuple
-from ..core.service import FarmError
+from ..core.service import FarmError, FarmService
 from ..core.snapshots import FarmSnapshot, take_snapshot
 from .delegates import ProgressDelegate
 from .file_panel import FilePanel
+from .icons import app_icon
 from .models import AgentsModel, KeyRole, TasksModel
-from .task_detail import TaskDetail
+from .task_detail import DetailData, TaskDetail, load_detail
+from .theme import mix
 from .workers import BackgroundRunner
-
-if TYPE_CHECKING:
-    from ..manager import Manager
 
 POLL_MS = 500
 """How often the window refreshes from the core (2 Hz: smooth bars, no load)."""
+DETAIL_COST_FACTOR = 3
+"""A task's detail is read again no sooner than this many times its last read took (at least POLL_MS):
+reading 10,000 frames takes the core ~0.4 s, which must not become most of a CPU."""
+HIDDEN_DETAIL_FRAMES = 2_000
+"""While its tab is hidden, the detail of a task with up to this many frames is kept fresh (a read costs
+a few ms), so showing the tab shows current frames at once; a bigger task is read when the tab is shown."""
+
+
+class LinkSource(Protocol):
+    def links(self) -> list[Link]: ...
+
+
+class FarmSource(Protocol):
+    """What the window needs of a manager (:class:`farmgui.manager.Manager` is one)."""
+
+    @property
+    def service(self) -> FarmService: ...
+
+    @property
+    def links(self) -> LinkSource: ...
+
 
 ACCEPTED_SUFFIXES = {".blend", ".zip"}
 
@@ -58,14 +82,17 @@ def dropped_paths(event: QDropEvent | QDragEnterEvent) -> list[str]:
 class MainWindow(QMainWindow):
     """Dropped files and the selected one's details on top; tasks, agents and a task's frames below."""
 
-    def __init__(self, settings: QSettings | None = None, manager: Manager | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, manager: FarmSource | None = None) -> None:
         super().__init__()
         self.manager = manager
         self.snapshot: FarmSnapshot | None = None
         self._polling = False
         self._detail_loading = False
+        self._detail_due = 0.0
+        """time.monotonic() before which the detail is not read again (see DETAIL_COST_FACTOR)."""
         self._stages: dict[str, str] = {}
         self.setWindowTitle("Frameherd")
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self._settings = settings or QSettings("Frameherd", "Frameherd")
         self._runner = BackgroundRunner(self)
@@ -79,22 +106,30 @@ class MainWindow(QMainWindow):
         self.hint = QLabel("Drop .blend files here\n(or File > Open)")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setObjectName("dropHint")
-        self.hint.setStyleSheet("font-size: 18px; color: palette(mid); border: 2px dashed palette(mid); padding: 40px;")
+        self._style_hint()
         right = QWidget()
         right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(6, 6, 6, 6)
         right_layout.addWidget(self.hint)
         right_layout.addWidget(self.panel)
         self.panel.hide()
-        top = QSplitter()
-        top.addWidget(self.file_list)
-        top.addWidget(right)
-        top.setStretchFactor(1, 3)
+        scroll = QScrollArea()  # a small window scrolls the file's details instead of squashing them
+        scroll.setWidget(right)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumHeight(150)
+        self.top_splitter = QSplitter()
+        self.top_splitter.addWidget(self.file_list)
+        self.top_splitter.addWidget(scroll)
+        self.top_splitter.setStretchFactor(0, 1)
+        self.top_splitter.setStretchFactor(1, 4)
+        self.top_splitter.setSizes([170, 830])
         self.panel.submit_requested.connect(self._submit)
 
         self.tasks_model = TasksModel()
         self.tasks_view = self._table(self.tasks_model)
         self.tasks_view.customContextMenuRequested.connect(self._task_menu)
-        self.tasks_view.selectionModel().currentRowChanged.connect(lambda *_: self._refresh_detail())
+        self.tasks_view.selectionModel().currentRowChanged.connect(lambda *_: self._task_selected())
         self.agents_model = AgentsModel()
         self.agents_view = self._table(self.agents_model)
         self.agents_view.customContextMenuRequested.connect(self._agent_menu)
@@ -103,12 +138,16 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.tasks_view, "Tasks")
         self.tabs.addTab(self.agents_view, "Agents")
         self.tabs.addTab(self.detail, "Task detail")
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(top)
-        splitter.addWidget(self.tabs)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        self.setCentralWidget(splitter)
+        self.tabs.currentChanged.connect(
+            lambda *_: self._refresh_detail(force=True) if self.tabs.currentWidget() is self.detail else None
+        )
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.top_splitter)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([290, 430])  # the file's details whole, the rest for the farm
+        self.setCentralWidget(self.splitter)
         self.tray = QSystemTrayIcon(self.windowIcon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.poll)
@@ -121,7 +160,11 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(900, 560)
+            self.resize(1100, 720)
+        for name, splitter in (("window/splitter", self.splitter), ("window/top", self.top_splitter)):
+            state = self._settings.value(name)
+            if state is not None:
+                splitter.restoreState(state)
 
     def _table(self, model: TasksModel | AgentsModel) -> QTableView:
         view = QTableView()
@@ -131,11 +174,30 @@ class MainWindow(QMainWindow):
         view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         view.verticalHeader().hide()
-        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        view.horizontalHeader().setStretchLastSection(True)
-        view.setColumnWidth(0, 220)
-        view.setColumnWidth(model.progress_column, 160)
+        view.setAlternatingRowColors(True)
+        view.setWordWrap(False)
+        header = view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        header.setHighlightSections(False)
+        # Columns sized once to a typical long value (not to contents: that would measure every row on
+        # every refresh); the user can still drag them.
+        metrics = view.fontMetrics()
+        for i, column in enumerate(model.columns[:-1]):  # the last one stretches
+            width = max(metrics.horizontalAdvance(column.sample), metrics.horizontalAdvance(column.title) + 16)
+            view.setColumnWidth(i, width + 24 + (20 if i == getattr(model, "state_column", -1) else 0))
         return view
+
+    def _style_hint(self) -> None:
+        colour = mix(self.palette().window().color(), self.palette().windowText().color(), 0.5).name()
+        self.hint.setStyleSheet(
+            f"font-size: 18px; color: {colour}; border: 2px dashed {colour}; border-radius: 8px; padding: 40px;"
+        )
+
+    def changeEvent(self, event: QEvent) -> None:  # Qt's name
+        if event.type() == QEvent.Type.PaletteChange:
+            self._style_hint()
+        super().changeEvent(event)
 
     # -- the farm ----------------------------------------------------------------------------
     def poll(self) -> None:
@@ -144,7 +206,13 @@ class MainWindow(QMainWindow):
             return
         self._polling = True
         manager = self.manager
-        self._runner.submit(lambda: take_snapshot(manager.service, manager.links.links()), self._snapshot_ready)
+        self._runner.submit(
+            lambda: take_snapshot(manager.service, manager.links.links()), self._snapshot_ready, self._poll_failed
+        )
+
+    def _poll_failed(self, exc: Exception) -> None:
+        self._polling = False
+        self.statusBar().showMessage(f"Could not read the farm's state: {exc}", 10_000)
 
     def _snapshot_ready(self, snapshot: FarmSnapshot) -> None:
         self._polling = False
@@ -176,33 +244,56 @@ class MainWindow(QMainWindow):
         index = self.tasks_view.currentIndex()
         return None if not index.isValid() else str(index.data(KeyRole))
 
-    def _refresh_detail(self) -> None:
+    def _task_selected(self) -> None:
+        if self.selected_task() is None:
+            self.detail.clear()
+            return
+        self.detail.clear("Loading the task's frames...")
+        self._refresh_detail(force=True)
+
+    def _refresh_detail(self, force: bool = False) -> None:
+        """Read the selected task's frames and log off the GUI thread: at once when forced (another task,
+        the tab shown), else no more often than DETAIL_COST_FACTOR times what the last read cost, and
+        while the tab is hidden only for a small task (HIDDEN_DETAIL_FRAMES)."""
         key = self.selected_task()
         if key is None or self.manager is None or self._detail_loading:
             return
+        if not force:
+            if time.monotonic() < self._detail_due:
+                return
+            if self.tabs.currentWidget() is not self.detail:
+                row = next((t for t in (self.snapshot.tasks if self.snapshot else ()) if t.key == key), None)
+                if row is None or row.frames_total > HIDDEN_DETAIL_FRAMES:
+                    return
         self._detail_loading = True
         service = self.manager.service
-
-        def load() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], Path | None]:
-            files = service.frame_files(key)
-            return (
-                key,
-                service.frames(key),
-                service.events(key),
-                max(files, key=lambda f: f.stat().st_mtime, default=None),
-            )
-
-        self._runner.submit(load, self._detail_ready)
-
-    def _detail_ready(self, result: tuple[str, list[dict[str, Any]], list[dict[str, Any]], Path | None]) -> None:
-        self._detail_loading = False
-        key, frames, events, newest = result
-        row = next((t for t in (self.snapshot.tasks if self.snapshot else ()) if t.key == key), None)
         names = {a.key: a.name for a in (self.snapshot.agents if self.snapshot else ())}
-        title = row.name if row else key[:8]
+        shown = self.detail.shown_thumbnail if self.detail.key == key else None
+        started = time.monotonic()
+
+        def load() -> tuple[DetailData, dict[str, str], float]:
+            data = load_detail(key, service.frames, service.events, service.frame_files, names, shown)
+            return data, names, time.monotonic() - started
+
+        self._runner.submit(load, self._detail_ready, self._detail_failed)
+
+    def _detail_failed(self, exc: Exception) -> None:
+        self._detail_loading = False
+        self._detail_due = time.monotonic() + 2.0
+        self.detail.title.setText(f"Could not read the task's frames: {exc}")
+
+    def _detail_ready(self, result: tuple[DetailData, dict[str, str], float]) -> None:
+        self._detail_loading = False
+        data, names, seconds = result
+        self._detail_due = time.monotonic() + max(POLL_MS / 1000, DETAIL_COST_FACTOR * seconds) - POLL_MS / 2000
+        if data.key != self.selected_task():  # the user picked another task meanwhile
+            self._refresh_detail(force=True)
+            return
+        row = next((t for t in (self.snapshot.tasks if self.snapshot else ()) if t.key == data.key), None)
+        title = row.name if row else data.key[:8]
         if row is not None and row.stage == "merging":
             title += f" (merging {row.progress:.0%})"
-        self.detail.show_detail(title, frames, events, names, newest)
+        self.detail.show_data(title, data, names)
 
     def _submit(self) -> None:
         summary = self.panel.summary
@@ -221,7 +312,8 @@ class MainWindow(QMainWindow):
             return f"Submitted {path.name}"
 
         self.panel.render_button.setEnabled(False)
-        self._runner.submit(submit, self._submitted)
+        failed = f"Could not submit {path.name}: "
+        self._runner.submit(submit, self._submitted, lambda exc: self._submitted(f"{failed}{exc}"))
 
     def _submitted(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)
@@ -260,7 +352,7 @@ class MainWindow(QMainWindow):
                 return f"{label}: {exc}"
             return f"{label}: done"
 
-        self._runner.submit(run, self._action_done)
+        self._runner.submit(run, self._action_done, lambda exc: self._action_done(f"{label} failed: {exc}"))
 
     def _action_done(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
@@ -295,7 +387,9 @@ class MainWindow(QMainWindow):
         if target:
             self._settings.setValue("folders/save", str(Path(target).parent))
             self._runner.submit(
-                lambda: shutil.copyfile(result, target), lambda _: self.statusBar().showMessage(f"Saved {target}", 8000)
+                lambda: shutil.copyfile(result, target),
+                lambda _: self.statusBar().showMessage(f"Saved {target}", 8000),
+                lambda exc: self.statusBar().showMessage(f"Could not save {target}: {exc}", 10_000),
             )
 
     def _agent_menu(self, pos: QPoint) -> None:
@@ -351,7 +445,11 @@ class MainWindow(QMainWindow):
                 continue
             self.pending.add(key)
             self.statusBar().showMessage(f"Reading {Path(key).name}...")
-            self._runner.submit(partial(inspect_file, key), self._summary_ready)
+            self._runner.submit(partial(inspect_file, key), self._summary_ready, partial(self._read_failed, key))
+
+    def _read_failed(self, path: str, exc: Exception) -> None:
+        self.pending.discard(path)
+        self.statusBar().showMessage(f"Could not read {Path(path).name}: {exc}", 10_000)
 
     def _summary_ready(self, summary: FileSummary) -> None:
         self.pending.discard(summary.path)
@@ -385,6 +483,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt's name
         self._timer.stop()
-        self._runner.wait()
+        self._runner.close()
         self._settings.setValue("window/geometry", self.saveGeometry())
+        self._settings.setValue("window/splitter", self.splitter.saveState())
+        self._settings.setValue("window/top", self.top_splitter.saveState())
         super().closeEvent(event)
