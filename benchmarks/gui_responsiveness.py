@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> Result:
         counts = Counts()
         agents = [ScriptedAgent(service, i, stop, counts, args) for i in range(args.agents)]
         if args.in_memory_frames:
-            service.frames = in_memory_frames(service)  # type: ignore[method-assign]
+            service.frames = in_memory_frames(service)  # type: ignore[method-assign,assignment]
         settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(settings, manager=InProcessFarm(service))
         if args.gc in ("app", "off"):

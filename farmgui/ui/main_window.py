@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QScrollArea,
     QSplitter,
     QSystemTrayIcon,
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.inspect import FileSummary, inspect_file
-from ..core.links import Link
+from ..core.links import AgentLinks, Link, PairingFailed, PairingOffer
 from ..core.scheduler import version_tuple
 from ..core.service import FarmError, FarmService
 from ..core.snapshots import FarmSnapshot, take_snapshot
@@ -397,15 +398,56 @@ class MainWindow(QMainWindow):
         if not index.isValid() or self.manager is None:
             return
         key = str(index.data(KeyRole))
+        row = self.agents_model.rows[index.row()]
         service = self.manager.service
+        pairing = self.manager.links if isinstance(self.manager.links, AgentLinks) else None
         menu = QMenu(self)
-        menu.addAction(
-            "Enable for the farm", lambda: self._run_action("Enable", lambda: service.set_agent_enabled(key, True))
-        )
-        menu.addAction(
-            "Disable for the farm", lambda: self._run_action("Disable", lambda: service.set_agent_enabled(key, False))
-        )
+        if row.state == "unpaired":
+            if pairing is not None:
+                menu.addAction("Pair with this farm...", lambda: self._pair(row.host, row.port))
+        else:
+            menu.addAction(
+                "Enable for the farm", lambda: self._run_action("Enable", lambda: service.set_agent_enabled(key, True))
+            )
+            menu.addAction(
+                "Disable for the farm",
+                lambda: self._run_action("Disable", lambda: service.set_agent_enabled(key, False)),
+            )
+            if pairing is not None:
+                menu.addSeparator()
+                menu.addAction(
+                    "Revoke (the agent forgets the farm token)",
+                    lambda: self._run_action("Revoke", lambda: pairing.revoke(row.host, row.port)),
+                )
         menu.exec(self.agents_view.viewport().mapToGlobal(pos))
+
+    def _pair(self, host: str, port: int) -> None:
+        """Ask the agent, then show its code: the user approves only if the agent shows the same."""
+        if self.manager is None or not isinstance(self.manager.links, AgentLinks):
+            return
+        links = self.manager.links
+
+        def ask() -> PairingOffer | str:
+            try:
+                return links.start_pairing(host, port)
+            except PairingFailed as exc:
+                return f"Pairing failed: {exc}"
+
+        self._runner.submit(ask, self._pairing_offer)
+
+    def _pairing_offer(self, offer: PairingOffer | str) -> None:
+        if isinstance(offer, str) or self.manager is None:
+            self.statusBar().showMessage(str(offer), 10_000)
+            return
+        answer = QMessageBox.question(
+            self,
+            "Pair an agent",
+            f"Agent {offer.name} at {offer.host}:{offer.port} shows a code.\n\n"
+            f"Pair it only if its code is {offer.code}",
+        )
+        links = self.manager.links
+        if answer == QMessageBox.StandardButton.Yes and isinstance(links, AgentLinks):
+            self._run_action(f"Pair {offer.name}", lambda: links.finish_pairing(offer))
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
