@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -129,6 +130,17 @@ def _watch_parent() -> None:
         # Never when run by hand from a shell, where the group is the shell's.
         os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(4)
+
+
+def _disk_hint(path: Path) -> str:
+    """Blender prints "Saved:" even when the disk was full: say so when it is (the usual cause)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    if free < 16 * 1024 * 1024:
+        return f": the disk is full (No space left on device; {free // 1024} KiB free)"
+    return ""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -314,7 +326,7 @@ class Driver:
             if "FINISHED" not in result:
                 raise DriverError(f"the render was cancelled ({', '.join(sorted(result))})")
             if not partial.is_file() or partial.stat().st_size == 0:
-                raise DriverError(f"Blender wrote no file for frame {frame} (expected {partial})")
+                raise DriverError(f"Blender wrote no file for frame {frame} (expected {partial}){_disk_hint(partial)}")
             partial.replace(final)
         except Exception as exc:
             partial.unlink(missing_ok=True)

@@ -39,6 +39,8 @@ class Fault(StrEnum):
     """Blender reported an error we have no more specific class for."""
     BAD_OUTPUT = "bad-output"
     """Blender said it was done but the frame file is missing, empty or does not decode."""
+    DISK_FULL = "disk-full"
+    """No space left where the agent writes frames."""
     CRASH = "crash"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
@@ -263,9 +265,13 @@ def parse_time(text: str) -> float:
     return seconds
 
 
+_DISK_FULL = re.compile(r"No space left on device|disk is full|Disk quota exceeded", re.IGNORECASE)
+
+
 def classify_message(message: str) -> Fault:
     """The fault class an error message names. Out of memory wins over GPU: ``CUDA error: Out of memory``."""
     for pattern, fault in (
+        (_DISK_FULL, Fault.DISK_FULL),
         (_DENOISER, Fault.DENOISER_UNAVAILABLE),
         (_NOT_BLEND, Fault.NOT_A_BLEND_FILE),
         (_CANNOT_READ, Fault.CANNOT_READ_FILE),

@@ -269,3 +269,13 @@ def test_classify_fault_from_exit_status_and_raw_lines() -> None:
     assert classify_fault(["Error: weird"], exit_code=1) is Fault.RENDER_ERROR
     assert classify_fault(["CUDA error: Launch failed in cuCtxSynchronize"], exit_code=1) is Fault.GPU_ERROR
     assert classify_fault(["Writing: /tmp/x.crash.txt"], exit_code=-11) is Fault.CRASH
+
+
+def test_a_full_disk_is_its_own_fault() -> None:
+    from agent.output import Fault, classify_message
+
+    text = (
+        "Blender wrote no file for frame 3 (expected /w/f.png): the disk is full (No space left on device; 4 KiB free)"
+    )
+    assert classify_message(text) is Fault.DISK_FULL
+    assert classify_message("write error: No space left on device") is Fault.DISK_FULL
