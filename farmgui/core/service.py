@@ -116,6 +116,10 @@ class AgentSnapshot:
     seconds_per_frame: float | None
 
 
+_BLOCKLIST_CLEARED = "block list cleared by the user"
+_RESET_MESSAGES = ("retrying ", _BLOCKLIST_CLEARED)
+"""Log messages after which failure counts start again from zero (see ``_restore_failures``)."""
+
 # Render share of the total progress; merging is the rest (it is quick next to rendering).
 _RENDER_WEIGHT = 0.95
 
@@ -210,10 +214,29 @@ class FarmService:
                     self.scheduler.pause_task(task.id)
                 blocked = s.scalars(sa.select(BlockedAgent.agent_id).where(BlockedAgent.task_id == task.id))
                 self.scheduler.tasks[task.id].blocked.update(blocked)
+                self._restore_failures(s, task.id)
             for agent in s.scalars(sa.select(Agent)):
                 entry = self.scheduler.agent_online(agent.id, [b for b in agent.blenders.split(",") if b])
                 entry.online = False  # until it says hello again
                 entry.enabled = agent.enabled
+
+    def _restore_failures(self, s: so.Session, task_id: str) -> None:
+        """Rebuild who failed what from the task's log, so "3 failures" still means 3 after a restart.
+
+        Counting starts after the latest retry or block-list clearing, which reset the counts.
+        """
+        entry = self.scheduler.tasks[task_id]
+        events = s.scalars(sa.select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id))
+        for event in events:
+            if event.level == "info" and event.message.startswith(_RESET_MESSAGES):
+                entry.failures_by_agent.clear()
+                for cleared in entry.frames.values():
+                    cleared.failed_by.clear()
+            elif event.level == "error" and event.agent_id and event.frame is not None and event.fault:
+                entry.failures_by_agent[event.agent_id] = entry.failures_by_agent.get(event.agent_id, 0) + 1
+                slot = entry.frames.get(event.frame)
+                if slot is not None and slot.state is not FrameState.DONE:
+                    slot.failed_by[event.agent_id] = event.message
 
     def _schedule(self, task: RenderTask, done: dict[int, float | None] | None = None) -> None:
         if task.start is None or task.end is None:
@@ -407,6 +430,7 @@ class FarmService:
         with self.lock, self.sessions.begin() as s:
             self._get(s, task_id)
             s.execute(sa.delete(BlockedAgent).where(BlockedAgent.task_id == task_id))
+            s.add(TaskEvent(task_id=task_id, message=_BLOCKLIST_CLEARED))
             if task_id in self.scheduler.tasks:
                 self.scheduler.clear_blocklist(task_id)
 

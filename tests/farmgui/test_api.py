@@ -311,3 +311,36 @@ def test_restart_keeps_finished_frames(tmp_path: Path, clock: Clock) -> None:
             assert seen | first == set(range(1, 7))
     finally:
         service.close()
+
+
+def test_failure_counts_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
+    """An agent that failed once before a restart is taken off after two more failures, not three."""
+    data = tmp_path / "data"
+    service = FarmService(data, clock=clock)
+    with TestClient(create_app(service, TOKEN)) as client:
+        key = submit(client, frame_start=1, frame_end=6)
+        agent = ScriptedAgent(client, "a")
+        ScriptedAgent(client, "b")
+        work = agent.work()
+        assert work is not None
+        failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
+        r = client.post(
+            p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0]), json=failure.to_dict(), headers=AUTH
+        )
+        assert r.json()["outcome"] == "retry"
+    service.close()
+    service = FarmService(data, clock=clock)
+    try:
+        with TestClient(create_app(service, TOKEN)) as client:
+            agent = ScriptedAgent(client, "a")
+            ScriptedAgent(client, "b")
+            outcomes = []
+            for _ in range(2):
+                work = agent.work()
+                assert work is not None
+                failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
+                url = p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0])
+                outcomes.append(client.post(url, json=failure.to_dict(), headers=AUTH).json()["outcome"])
+            assert outcomes == ["retry", "agent-blocked"]
+    finally:
+        service.close()

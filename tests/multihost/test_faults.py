@@ -278,13 +278,6 @@ def test_manager_killed_mid_task_and_restarted(manager_restart: RestartRun) -> N
     print(f"{run.done_before} frames done before the kill; agents back {run.back_after_s:.1f} s after the restart")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a manager restart forgets how often each agent failed a task: FarmService._restore rebuilds only the "
-    "block list (BlockedAgent) and the done frames, not Scheduler's failures_by_agent and FrameSlot.failed_by, so an "
-    "agent that failed 1-2 times before the restart needs 3 more failures to be taken off (and a frame can fail on "
-    "3 more agents)",
-)
 def test_manager_restart_keeps_failure_counts(manager_restart: RestartRun) -> None:
     """Scenario 3: a3, which crashes on every frame, is taken off after 3 failures in all, restart or not."""
     assert 1 <= manager_restart.errors_before_kill < 3
