@@ -55,6 +55,7 @@ class FilePanel(QGroupBox):
         self.render_button = QPushButton("Render on the farm")
         self.render_button.setObjectName("render")
         self.render_button.clicked.connect(self.submit_requested.emit)
+        self.trusted.toggled.connect(lambda _checked: self._update_problems())
         self.scene_box = QComboBox()
         self.frame_start = QSpinBox()
         self.frame_end = QSpinBox()
@@ -212,6 +213,11 @@ class FilePanel(QGroupBox):
         if self.agent_versions is not None and version and not can_open(self.agent_versions, version_tuple(version)):
             have = ", ".join(f"{a}.{b}" for a, b in sorted(self.agent_versions)) or "no agent is online"
             warnings.append(f"no agent can open a Blender {version} file (agents have: {have})")
+        if summary.autorun_scripts and not self.trusted.isChecked():
+            names = ", ".join(summary.autorun_scripts)
+            warnings.append(
+                f"the file has scripts set to run when it opens ({names}): they will not run unless you allow them"
+            )
         return list(scene_problems(checked)), warnings
 
     def _update_problems(self) -> None:
