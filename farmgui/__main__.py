@@ -18,7 +18,10 @@ CLIENT_COMMANDS = {"submit", "status", "agents"}
 def station_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="farmgui",
-        description="Frameherd control station. Also: farmgui submit FILE [--wait] | status [TASK] | agents",
+        description=(
+            "Frameherd control station. Also: farmgui submit FILE [--wait] | status [TASK] | agents"
+            " | simulate SPEC.json"
+        ),
     )
     parser.add_argument("files", nargs="*", metavar="FILE", help=".blend files to open")
     parser.add_argument("--headless", action="store_true", help="run the manager without a window")
@@ -52,6 +55,10 @@ def _client_command(args: list[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulate"]:  # offline: no manager, no token
+        from .core.simulate import main as simulate_main
+
+        return simulate_main(args_list[1:])
     if _client_command(args_list):
         from .cli import main as cli_main
 

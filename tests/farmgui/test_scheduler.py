@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farmgui.core.chunking import ChunkPolicy, adaptive_chunk_frames, preview_first_order
-from farmgui.core.scheduler import FrameState, Outcome, Scheduler, TaskRun
+from farmgui.core.chunking import ChunkPolicy, adaptive_chunk_frames, even_share_frames, preview_first_order
+from farmgui.core.scheduler import Assignment, FrameState, Outcome, Scheduler, TaskRun
 
 
 class Clock:
@@ -164,20 +164,31 @@ def test_failed_frame_goes_to_another_agent(sched: Scheduler) -> None:
     assert work.frames == [1]
 
 
+def render_all(sched: Scheduler, clock: Clock, agent: str, seconds: float) -> Assignment | None:
+    """Let ``agent`` render whatever it is given until it gets nothing, or a duplicate (returned)."""
+    while True:
+        work = sched.request_work(agent, warm_tasks=["t"])
+        if work is None or work.duplicate:
+            return work
+        for frame in work.frames:
+            clock.now += seconds
+            sched.frame_done(agent, "t", frame, seconds, work.attempt)
+
+
 def test_end_of_task_duplicate_first_result_wins(sched: Scheduler, clock: Clock) -> None:
-    sched.add_task("t", range(1, 5), blender_version="4.2")
+    sched.add_task("t", range(1, 41), blender_version="4.2")
     sched.agent_online("fast", ["4.2"])
     sched.agent_online("slow", ["4.2"])
-    finish(sched, clock, "fast", 1.0)
-    finish(sched, clock, "slow", 10.0)
-    slow = sched.request_work("slow")
+    for _ in range(2):
+        finish(sched, clock, "fast", 1.0)
+        finish(sched, clock, "slow", 10.0)
+    slow = sched.request_work("slow", warm_tasks=["t"])
     assert slow is not None
-    sched.progress("slow", slow.attempt, slow.frames[0], 0.01)
-    fast = sched.request_work("fast", warm_tasks=["t"])
-    assert fast is not None
-    finish_frames = fast.frames
-    for frame in finish_frames:
-        sched.frame_done("fast", "t", frame, 1.0, fast.attempt)
+    assert len(slow.frames) == 1
+    assert sched.progress("slow", slow.attempt, slow.frames[0], 0.01)
+    assert render_all(sched, clock, "fast", 0.0) is None, "too little progress to judge the frame by"
+    clock.now += 2
+    assert sched.progress("slow", slow.attempt, slow.frames[0], 0.2)
     dup = sched.request_work("fast", warm_tasks=["t"])
     assert dup is not None
     assert dup.frames == [slow.frames[0]]
@@ -188,14 +199,48 @@ def test_end_of_task_duplicate_first_result_wins(sched: Scheduler, clock: Clock)
     assert sched.tasks["t"].run is TaskRun.DONE
 
 
-def test_unstarted_frames_are_moved_not_duplicated(sched: Scheduler, clock: Clock) -> None:
-    sched.add_task("t", range(1, 41), blender_version="4.2")
+def test_no_duplicate_on_one_frame_of_evidence(sched: Scheduler, clock: Clock) -> None:
+    """Two equal agents whose first frames differed (a ramped shot) must not duplicate each other."""
+    sched.add_task("t", range(1, 21), blender_version="4.2")
     sched.agent_online("a", ["4.2"])
     sched.agent_online("b", ["4.2"])
-    finish(sched, clock, "a", 1.0)
+    finish(sched, clock, "a", 2.0)
+    finish(sched, clock, "b", 8.0)
+    work = sched.request_work("b", warm_tasks=["t"])
+    assert work is not None
+    sched.progress("b", work.attempt, work.frames[0], 0.01)
+    clock.now += 4
+    sched.progress("b", work.attempt, work.frames[0], 0.5)
+    assert render_all(sched, clock, "a", 2.0) is None
+
+
+def test_the_last_frames_go_to_the_agents_that_finish_them_first(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 9), blender_version="4.2")
+    sched.agent_online("fast", ["4.2"])
+    sched.agent_online("slow", ["4.2"])
+    finish(sched, clock, "fast", 1.0)
+    finish(sched, clock, "slow", 10.0)
+    held = sched.request_work("fast", warm_tasks=["t"])
+    assert held is not None
+    assert sched.tasks["t"].queued_count > 0
+    assert sched.request_work("slow", warm_tasks=["t"]) is None, "fast would finish every frame left first"
+    for frame in held.frames:
+        clock.now += 1
+        sched.frame_done("fast", "t", frame, 1.0, held.attempt)
+    assert render_all(sched, clock, "fast", 1.0) is None
+    assert sched.tasks["t"].run is TaskRun.DONE
+    assert all(sched.tasks["t"].frames[n].done_by == "fast" for n in range(3, 9))
+
+
+def test_unstarted_frames_are_moved_not_duplicated(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 401), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    sched.agent_online("b", ["4.2"])
+    finish(sched, clock, "a", 4.0)
     finish(sched, clock, "b", 1.0)
     held = sched.request_work("a")
     assert held is not None
+    assert len(held.frames) > 3
     rest = sched.request_work("b")
     while rest is not None and rest.frames:
         for frame in rest.frames:
@@ -206,7 +251,9 @@ def test_unstarted_frames_are_moved_not_duplicated(sched: Scheduler, clock: Cloc
     task = sched.tasks["t"]
     renders = sum(f.renders for f in task.frames.values())
     assert renders <= len(task.frames)
-    assert sched.abandoned("a", [(held.attempt, f) for f in held.frames]), "a is told which frames moved"
+    moved = sched.abandoned("a", [(held.attempt, f) for f in held.frames])
+    assert moved, "a is told which frames moved"
+    assert (held.attempt, held.frames[0]) not in moved, "not the frame a begins within a heartbeat or two"
 
 
 def test_stalled_frame(clock: Clock) -> None:
@@ -278,3 +325,148 @@ def test_every_frame_exactly_once_with_mixed_speeds(sched: Scheduler, clock: Clo
     shares = {agent: share for agent, share, _ in sched.workers("t")}
     assert shares["c"] < shares["b"] < shares["a"], "faster agents render more"
     assert abs(sum(shares.values()) - 1.0) < 1e-9
+
+
+def test_chunks_top_up_what_the_agent_holds() -> None:
+    policy = ChunkPolicy()
+    full = adaptive_chunk_frames(policy, 1.0, 1000, 2.0)
+    assert adaptive_chunk_frames(policy, 1.0, 1000, 2.0, queued_frames=5) == full - 5
+    assert adaptive_chunk_frames(policy, 1.0, 3, 3.0, queued_frames=1) == 0, "at the end: nothing more to hold"
+
+
+def test_even_share() -> None:
+    assert even_share_frames(100, 4) == 25
+    assert even_share_frames(75, 3) == 25
+    assert even_share_frames(10, 0) == 10
+    assert even_share_frames(0, 3) == 0
+
+
+def test_static_split_gives_each_agent_present_one_contiguous_share(clock: Clock) -> None:
+    sched = Scheduler(clock, ChunkPolicy(split_evenly=True), duplicates=False)
+    sched.add_task("t", range(1, 101), blender_version="4.2")
+    for agent in "abcd":
+        sched.agent_online(agent, ["4.2"])
+    shares = []
+    for agent in "abcd":
+        work = sched.request_work(agent)
+        assert work is not None
+        shares.append(work.frames)
+    assert shares == [list(range(1 + 25 * i, 26 + 25 * i)) for i in range(4)]
+    sched.agent_online("late", ["4.2"])
+    assert sched.request_work("late") is None
+
+
+def test_counts_follow_every_state_change(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 21), blender_version="4.2", done={1: 1.0})
+    sched.agent_online("a", ["4.2"])
+    sched.agent_online("b", ["4.2"])
+    finish(sched, clock, "a", 1.0)
+    work = sched.request_work("a")
+    assert work is not None
+    sched.progress("a", work.attempt, work.frames[0], 0.5)
+    sched.frame_failed("a", "t", work.frames[0], "Error: x", work.attempt)
+    other = sched.request_work("b")
+    assert other is not None
+    clock.now += 16
+    sched.seen("b")
+    sched.expire()
+    task = sched.tasks["t"]
+    for state in FrameState:
+        assert task.counts[state] == sum(1 for f in task.frames.values() if f.state is state), state
+    assert task.done_count == 2
+    first_queued = next(task.queued())
+    assert all(task.frames[n].state is not FrameState.QUEUED for n in task.order[: task.order.index(first_queued)])
+
+
+def test_a_lease_the_agent_stopped_mentioning_goes_back(sched: Scheduler, clock: Clock) -> None:
+    """An agent restarted before the manager noticed: it no longer holds its frames, though it is online."""
+    sched.add_task("t", range(1, 41), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    finish(sched, clock, "a", 1.0)
+    old = sched.request_work("a")
+    assert old is not None
+    sched.progress("a", old.attempt, old.frames[0], 0.1)
+    sched.agent_online("a", ["4.2"])  # hello again after the restart
+    for _ in range(15):  # it heartbeats, holding nothing of the old lease
+        clock.now += 2
+        sched.seen("a")
+        assert sched.abandoned("a", []) == []
+        sched.expire()
+    assert old.attempt in sched.leases, "kept while it might still be mentioned"
+    for _ in range(2):
+        clock.now += 2
+        sched.seen("a")
+        sched.expire()
+    assert old.attempt not in sched.leases
+    assert all(sched.tasks["t"].frames[n].state is FrameState.QUEUED for n in old.frames)
+
+
+def test_a_lease_still_mentioned_is_kept(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 41), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    finish(sched, clock, "a", 1.0)
+    work = sched.request_work("a")
+    assert work is not None
+    for _ in range(40):
+        clock.now += 2
+        assert sched.progress("a", work.attempt, work.frames[0], 0.5)
+        assert sched.abandoned("a", [(work.attempt, f) for f in work.frames[1:]]) == []
+        sched.expire()
+    assert work.attempt in sched.leases
+
+
+def test_startup_is_learned_from_the_first_result(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 11), blender_version="4.2")
+    sched.agent_online("a", ["4.2"])
+    work = sched.request_work("a")
+    assert work is not None
+    clock.now += 7.0 + 3.0  # Blender starts in 7 s, the frame renders in 3 s
+    sched.frame_done("a", "t", work.frames[0], 3.0, work.attempt)
+    assert sched.agents["a"].startup_s == pytest.approx(7.0)
+    warm = sched.request_work("a", warm_tasks=["t"])
+    assert warm is not None
+    clock.now += 3.0 * len(warm.frames)
+    for frame in warm.frames:
+        sched.frame_done("a", "t", frame, 3.0, warm.attempt)
+    assert sched.agents["a"].startup_s == pytest.approx(7.0), "a warm agent's results say nothing of start-up"
+
+
+def test_a_heavy_frame_on_a_slow_agent_is_moved_to_a_fast_one(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 31), blender_version="4.2")
+    sched.agent_online("fast", ["4.2"])
+    sched.agent_online("slow", ["4.2"])
+    for _ in range(2):
+        finish(sched, clock, "fast", 1.0)
+        finish(sched, clock, "slow", 4.0)
+    heavy = sched.request_work("slow", warm_tasks=["t"])
+    assert heavy is not None
+    frame = heavy.frames[0]
+    assert sched.progress("slow", heavy.attempt, frame, 0.01)
+    clock.now += 8
+    assert sched.progress("slow", heavy.attempt, frame, 0.11)  # 80 s on an agent that takes 4 s a frame
+    assert sched.tasks["t"].queued_count > 0
+    moved = sched.request_work("fast", warm_tasks=["t"])
+    assert moved is not None
+    assert moved.frames == [frame]
+    assert moved.preempted
+    assert not moved.duplicate
+    assert sched.progress("slow", heavy.attempt, frame, 0.2) is False, "the slow agent drops it"
+    assert sched.frame_done("fast", "t", frame, 20.0, moved.attempt) is Outcome.ACCEPTED
+
+
+def test_an_ordinary_frame_is_not_moved(sched: Scheduler, clock: Clock) -> None:
+    sched.add_task("t", range(1, 31), blender_version="4.2")
+    sched.agent_online("fast", ["4.2"])
+    sched.agent_online("slow", ["4.2"])
+    for _ in range(2):
+        finish(sched, clock, "fast", 1.0)
+        finish(sched, clock, "slow", 4.0)
+    work = sched.request_work("slow", warm_tasks=["t"])
+    assert work is not None
+    sched.progress("slow", work.attempt, work.frames[0], 0.01)
+    clock.now += 2
+    sched.progress("slow", work.attempt, work.frames[0], 0.5)
+    other = sched.request_work("fast", warm_tasks=["t"])
+    assert other is not None
+    assert not other.preempted
+    assert work.frames[0] not in other.frames
