@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Bumped on any incompatible change; both sides refuse a peer with another major version."""
 
 SERVICE_TYPE = "_frameherd._tcp.local."
@@ -246,7 +246,14 @@ class WorkAssignment(Message):
     memory_limit_mb: float | None = None
     """Stop a frame whose Blender uses more memory than this (None: no limit)."""
     main_blend: str | None = None
-    """For MULTI_FILE: the path of the main .blend inside the zip."""
+    """For MULTI_FILE: the path of the main .blend inside the zip (``/``-separated, relative)."""
+    tile_frame: int | None = None
+    """For a still split into tiles: the frame every tile renders. ``frames`` then holds tile indices
+    (into :attr:`tile_regions`), and each upload's frame number is the tile index."""
+    tile_regions: list[list[int]] = field(default_factory=list)
+    """For a tiled still: tile index -> ``[x0, y0, x1, y1]``, pixels of the final image, origin at the top
+    left, x1 and y1 exclusive. Each tile is rendered at the full image size with only its region filled
+    (border render without crop), in a lossless format (PNG, or EXR for EXR output) for the stitch."""
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,9 @@ def test_detect_with_a_fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.Monke
 def test_no_nvidia_smi_means_none_known(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert detect_gpus() == []
+
+
+def test_parse_real_h200_output() -> None:
+    """``nvidia-smi -L`` as printed on a real H200 machine (driver 580.159), captured for this test."""
+    captured = Path(__file__).parents[1] / "data" / "gpus" / "nvidia-smi-L-h200.txt"
+    assert parse_nvidia_smi(captured.read_text()) == ["CUDA:0 NVIDIA H200"]
