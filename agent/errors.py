@@ -38,4 +38,10 @@ class SessionClosedError(SessionError):
     """The session was closed, cancelled or its Blender died; start a new one."""
 
 
-__all__ = ["AgentError", "SessionClosedError", "SessionError", "SessionStartError"]
+class TransferError(AgentError):
+    """The task's file could not be fetched because the link or the manager failed (connection reset, timeout,
+    a manager restarting): nothing is wrong with the file or the agent, so it is retried, never reported as a
+    frame that failed (that would count toward taking the agent off the task)."""
+
+
+__all__ = ["AgentError", "SessionClosedError", "SessionError", "SessionStartError", "TransferError"]

@@ -13,6 +13,7 @@ Qt-free and HTTP-server-free: ``server.py`` is its HTTP face, ``tray.py`` its ic
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ import httpx
 from . import protocol as p
 from .blender import BlenderInstall, select_blender
 from .command import RenderSettings
-from .errors import AgentError, SessionError, SessionStartError
+from .errors import AgentError, SessionError, SessionStartError, TransferError
 from .output import Fault
 from .session import FrameFailed, FrameProgress, FrameRendered, RenderSession
 
@@ -132,6 +133,7 @@ class AgentCore:
         self.log_lines: deque[str] = deque(maxlen=500)
         self.last_startup_s: float | None = None
         self.frames_rendered = 0
+        self._transfer_failures = 0
         self._load_manager()
 
     @property
@@ -298,9 +300,33 @@ class AgentCore:
                     self._sleep(IDLE_POLL_S)
                 continue
             ahead = self._ask_ahead(client, job)
-            self._render(job)
+            try:
+                self._render(job)
+            except TransferError as exc:
+                # The link or the manager failed mid-download: keep the frames, try again after a pause.
+                failures = self._requeue_after_transfer_error(job, exc)
+                self._sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+            except Exception as exc:  # the worker must outlive anything one frame does (a full disk, a bug)
+                log.exception("frame %d of task %s: unexpected error", job.frame, job.assignment.task_id[:8])
+                with self._lock:
+                    self._current = None
+                fault = Fault.DISK_FULL if _is_disk_full(exc) else Fault.CRASH
+                self._report_failure(job, _describe(exc), str(fault), [])
+            else:
+                self._transfer_failures = 0
             if ahead is not None:
                 ahead.join()
+
+    def _requeue_after_transfer_error(self, job: _Job, exc: TransferError) -> int:
+        """Put the frame back at the head of the queue (the heartbeat goes on reporting it as held, so the
+        manager keeps the lease while the link lasts, and moves it if the agent goes silent)."""
+        self._transfer_failures += 1
+        log.warning("fetching the file of task %s failed, will retry: %s", job.assignment.task_id[:8], exc)
+        with self._lock:
+            self._current = None
+            if not job.abandoned:
+                self._queue.appendleft(job)
+        return self._transfer_failures
 
     def _ask_ahead(self, client: httpx.Client, job: _Job) -> threading.Thread | None:
         """With the last frame held now rendering, ask for the next ones meanwhile, so the next frame starts
@@ -367,10 +393,17 @@ class AgentCore:
         self._set_state(p.AgentState.RENDERING)
         try:
             session = self._session_for(assignment)
+        except TransferError:
+            raise
         except (AgentError, OSError, httpx.HTTPError) as exc:
-            fault = exc.fault if isinstance(exc, SessionStartError) else Fault.CANNOT_READ_FILE
+            if isinstance(exc, SessionStartError):
+                fault = exc.fault
+            elif _is_disk_full(exc):
+                fault = Fault.DISK_FULL
+            else:
+                fault = Fault.CANNOT_READ_FILE
             tail = exc.log_tail if isinstance(exc, SessionStartError) else ()
-            self._report_failure(job, str(exc), str(fault), list(tail))
+            self._report_failure(job, _describe(exc), str(fault), list(tail))
             with self._lock:
                 # Every other frame of this task would fail the same way: hand them back.
                 for other in self._queue:
@@ -477,13 +510,22 @@ class AgentCore:
             raise AgentError("no manager to download the file from")
         partial = cache / f".{assignment.file_sha256}.part"
         digest = hashlib.sha256()
-        with client.stream("GET", p.MANAGER_FILE.format(sha256=assignment.file_sha256)) as r:
-            if r.status_code != 200:
-                raise AgentError(f"downloading the task's file failed: HTTP {r.status_code}")
-            with partial.open("wb") as out:
-                for chunk in r.iter_bytes(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
+        try:
+            with client.stream("GET", p.MANAGER_FILE.format(sha256=assignment.file_sha256)) as r:
+                if r.status_code >= 500:
+                    raise TransferError(f"the manager could not send the task's file: HTTP {r.status_code}")
+                if r.status_code != 200:
+                    raise AgentError(f"downloading the task's file failed: HTTP {r.status_code}")
+                with partial.open("wb") as out:
+                    for chunk in r.iter_bytes(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise TransferError(f"downloading the task's file was interrupted: {exc}") from exc
+        except OSError:
+            partial.unlink(missing_ok=True)  # a full disk: leave no half file behind
+            raise
         if digest.hexdigest() != assignment.file_sha256:
             partial.unlink(missing_ok=True)
             raise AgentError("the downloaded file does not match its sha256")
@@ -510,13 +552,28 @@ class AgentCore:
         # Move the frame into the outbox with a note, so an agent restart still delivers it.
         outbox = self.config.work_dir / "outbox"
         target = outbox / f"{assignment.task_id}-{result.frame}{result.path.suffix}"
-        shutil.move(result.path, target)
+        try:
+            shutil.move(result.path, target)  # a rename: same file system, needs no space
+        except OSError as exc:
+            log.warning(
+                "frame %d stays where Blender wrote it (%s): sent, but lost if the agent restarts", result.frame, exc
+            )
+            target = result.path
         upload = _Upload(
             assignment.task_id, assignment.attempt, result.frame, target, result.sha256, result.seconds,
             result.path.suffix.lstrip(".") or "png",
         )  # fmt: skip
         note = {k: (str(v) if isinstance(v, Path) else v) for k, v in upload.__dict__.items()}
-        (outbox / f"{assignment.task_id}-{result.frame}.json").write_text(json.dumps(note))
+        note_path = outbox / f"{assignment.task_id}-{result.frame}.json"
+        try:
+            note_path.write_text(json.dumps(note))
+        except OSError as exc:
+            # A disk with room for the frame but not for this note: send the frame anyway; only surviving an
+            # agent restart needs the note.
+            note_path.unlink(missing_ok=True)
+            log.warning(
+                "no note for frame %d in the outbox (%s): sent, but lost if the agent restarts", result.frame, exc
+            )
         self._uploads.put(upload)
 
     def _upload_loop(self) -> None:
@@ -633,6 +690,18 @@ class AgentCore:
             kill.session.close()
         if cancelled:
             self._close_idle_sessions(force_tasks=cancelled)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _describe(exc: BaseException) -> str:
+    """What the user reads in the task's log; a full disk says so in words the log search finds."""
+    if _is_disk_full(exc):
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        return f"No space left on device: the agent's disk is full{where}"
+    return str(exc) or type(exc).__name__
 
 
 def status_text(core: AgentCore) -> str:
