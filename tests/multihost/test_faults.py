@@ -192,13 +192,6 @@ def test_link_cut_then_restored(link_cuts: LinkCutRun) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/service.py AgentCore._render reports any httpx error while fetching the task's file as a failure "
-    "of the frame (fault cannot-read-file: 'Server disconnected without sending a response.' or '[Errno 104] "
-    "Connection reset by peer'): a network outage counts toward taking the agent off the task and toward failing "
-    "the frame (3 agents fetching during a manager restart would fail the whole task)",
-)
 def test_link_cut_while_fetching_the_file_is_no_render_failure(link_cuts: LinkCutRun) -> None:
     """Scenario 2: a cable pulled while a1 downloads the task's file is a network fault, not a frame that a1
     cannot render: a1 must not be blamed for it."""
@@ -402,13 +395,6 @@ def test_disk_full_error_says_so(disk_full: DiskFullRun) -> None:
     assert all(re.search(r"no space|disk (is )?full", m, re.IGNORECASE) for m in messages), messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/service.py AgentCore._queue_upload writes the outbox note with no error handling: when the frame "
-    "fits on the disk but the note does not, OSError (ENOSPC) ends the agent's worker thread. The agent renders "
-    "nothing more, for any task, while its heartbeats keep it online and keep holding the frames it was given; the "
-    "frame it rendered is never uploaded; the task finishes only if the scheduler duplicates what it held",
-)
 def test_disk_nearly_full_is_survived(disk_full: DiskFullRun) -> None:
     """Scenario 5: with room for a frame but not for the agent's note about it, the agent goes on working (or
     fails the frame cleanly) and the task finishes."""
