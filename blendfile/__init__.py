@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from .compression import Compression, Container, sniff
+from .deps import BlendDependencies, Dependency, DependencyKind, file_dependencies, read_dependencies, walk_dependencies
 from .errors import (
     BlendFileError,
     CorruptCompressedStreamError,
@@ -22,11 +23,13 @@ from .errors import (
     MissingSDNAError,
     NoSceneError,
     NotABlendFileError,
+    ProjectError,
     TruncatedFileError,
     UnsupportedVersionError,
 )
 from .file import BlendFile, StructView
 from .header import BlockHeader, FileHeader
+from .project import Project, open_project
 from .scene import BlenderDataType, FFmpegSettings, RenderOutputType, Scene
 from .scripts import TextBlock, autorun_scripts, python_drivers, text_blocks
 
@@ -53,6 +56,7 @@ def detect_data_type(path: str | os.PathLike[str]) -> BlenderDataType:
 
 
 __all__ = [
+    "BlendDependencies",
     "BlendFile",
     "BlendFileError",
     "BlenderDataType",
@@ -60,6 +64,8 @@ __all__ = [
     "Compression",
     "CorruptCompressedStreamError",
     "CorruptFileError",
+    "Dependency",
+    "DependencyKind",
     "FFmpegSettings",
     "FileAccessError",
     "FileHeader",
@@ -67,6 +73,8 @@ __all__ = [
     "MissingSDNAError",
     "NoSceneError",
     "NotABlendFileError",
+    "Project",
+    "ProjectError",
     "RenderOutputType",
     "Scene",
     "StructView",
@@ -75,6 +83,10 @@ __all__ = [
     "UnsupportedVersionError",
     "autorun_scripts",
     "detect_data_type",
+    "file_dependencies",
+    "open_project",
     "python_drivers",
+    "read_dependencies",
     "text_blocks",
+    "walk_dependencies",
 ]

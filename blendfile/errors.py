@@ -60,6 +60,26 @@ class MissingDependencyError(BlendFileError):
     """A library needed for this file is not installed (e.g. zstandard for zstd files)."""
 
 
+class ProjectError(BlendFileError):
+    """A zip project that cannot be used: unsafe, too large, damaged, or with no clear main .blend.
+
+    ``path`` is the zip file; ``member`` the entry at fault, when there is one; ``candidates`` the
+    .blend files the caller may name when the main one is ambiguous or missing.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        member: str | None = None,
+        candidates: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, path)
+        self.member = member
+        self.candidates = candidates
+
+
 __all__ = [
     "BlendFileError",
     "CorruptCompressedStreamError",
@@ -69,6 +89,7 @@ __all__ = [
     "MissingSDNAError",
     "NoSceneError",
     "NotABlendFileError",
+    "ProjectError",
     "TruncatedFileError",
     "UnsupportedVersionError",
 ]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # their small DATA blocks) is far under these limits, and mesh data is far over them.
 _RETAIN_BLOCK_MAX = 64 * 1024
 _RETAIN_TOTAL_MAX = 64 << 20
+_READ_ALL_CHUNK = 4 << 20
 
 _INT_FORMATS = {
     "char": "B", "uchar": "B", "uint8_t": "B", "bool": "B", "int8_t": "b",
@@ -56,13 +57,14 @@ def _wrap_low_level(path: str, exc: Exception) -> BlendFileError:
 class StructView:
     """A struct instance inside a block, read field by field through the file's SDNA."""
 
-    __slots__ = ("_base", "_data", "_file", "dna")
+    __slots__ = ("_base", "_data", "_file", "_offset", "dna")
 
-    def __init__(self, bfile: BlendFile, dna: DNAStruct, data: bytes, base: int = 0) -> None:
+    def __init__(self, bfile: BlendFile, dna: DNAStruct, data: bytes, base: int = 0, offset: int | None = None) -> None:
         self._file = bfile
         self.dna = dna
         self._data = data
         self._base = base
+        self._offset = offset
 
     def __repr__(self) -> str:
         return f"<StructView {self.dna.name}>"
@@ -131,7 +133,18 @@ class StructView:
         sub = self._file.sdna.struct_by_name(field.type_name)
         if sub is None or field.is_pointer:
             raise CorruptFileError(f"{self.dna.name}.{name} is not an embedded struct", self._file.path)
-        return StructView(self._file, sub, self._data, self._base + field.offset)
+        return StructView(self._file, sub, self._data, self._base + field.offset, self._offset)
+
+    def field_span(self, name: str) -> tuple[int, int]:
+        """Where a member lies in the file's decompressed bytes: ``(offset, size)``.
+
+        Lets a caller patch a copy of the file in place (a path in a ``char[]`` member rewritten
+        without moving any block). Only views made by :meth:`BlendFile.struct_view` know it.
+        """
+        field = self._field(name)
+        if self._offset is None:
+            raise CorruptFileError(f"{self.dna.name} was not read from a block", self._file.path)
+        return self._offset + self._base + field.offset, field.size
 
     def deref(self, name: str) -> StructView | None:
         """Follow a pointer member to the struct it points to (None for NULL or dangling)."""
@@ -336,6 +349,25 @@ class BlendFile:
             raise TruncatedFileError(f"the file ends inside block {block.code!r}", self.path)
         return data
 
+    def read_all(self) -> bytes:
+        """The whole file as Blender reads it: decompressed, header to end block, in one piece.
+
+        For writing a modified copy (a compressed file is read, never rewritten in place). Costs
+        the file's uncompressed size in memory.
+        """
+
+        def read() -> bytes:
+            chunks: list[bytes] = []
+            pos = 0
+            while True:
+                chunk = self._source.read_at(pos, _READ_ALL_CHUNK)
+                chunks.append(chunk)
+                pos += len(chunk)
+                if len(chunk) < _READ_ALL_CHUNK:
+                    return b"".join(chunks)
+
+        return self.guarded(read)
+
     @cached_property
     def sdna(self) -> SDNA:
         """The file's struct descriptions, parsed on first use."""
@@ -362,7 +394,7 @@ class BlendFile:
         if not 0 <= index < max(block.item_count, 1) or (index + 1) * dna.size > block.size:
             raise CorruptFileError(f"block {block.code!r} is too short for a {dna.name}", self.path)
         data = self.read_block(block, (index + 1) * dna.size)
-        return StructView(self, dna, data, index * dna.size)
+        return StructView(self, dna, data, index * dna.size, block.offset)
 
     def struct_at(self, address: int) -> StructView | None:
         """The struct a pointer refers to, or None when the pointer is NULL or dangling."""
