@@ -124,6 +124,18 @@ def build_command(
     return executable_command(install.path, blend_file, settings, driver)
 
 
+EXR_OUTPUT_TYPES = frozenset({"OPEN_EXR", "OPEN_EXR_MULTILAYER"})
+
+
+def tile_image_format(output_type: str) -> str:
+    """The lossless image format a tile of a split frame is rendered in, for a task of this output type.
+
+    EXR stays EXR (the same kind, so a multilayer file keeps its passes; the driver keeps half or full float
+    and swaps a lossy codec for ZIP); everything else is PNG, in the scene's colour mode and 8 or 16 bits, from
+    which the manager encodes the stitched image in the task's own format (``farmgui.core.tiles``)."""
+    return output_type if output_type in EXR_OUTPUT_TYPES else "PNG"
+
+
 def command_env(settings: RenderSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for the Blender process: ``base`` (default: ours) plus what the session relies on."""
     env = dict(os.environ if base is None else base)
@@ -137,6 +149,7 @@ def command_env(settings: RenderSettings, base: Mapping[str, str] | None = None)
 
 __all__ = [
     "DRIVER_PATH",
+    "EXR_OUTPUT_TYPES",
     "CyclesDevice",
     "RenderSettings",
     "bpy_command",
@@ -144,4 +157,5 @@ __all__ = [
     "command_env",
     "driver_options",
     "executable_command",
+    "tile_image_format",
 ]

@@ -7,7 +7,9 @@ inside :func:`main`, so the agent can import this module for :func:`frame_path` 
 Protocol. The file is loaded once (by Blender's command line, or here with ``--bpy``); then the driver reads
 one JSON command per line on stdin:
 
-* ``{"cmd": "render", "frame": 12, "output": "/abs/dir/name_####"}``
+* ``{"cmd": "render", "frame": 12, "output": "/abs/dir/name_####"}``, optionally with
+  ``"border": [x0, y0, x1, y1]`` (render only that region of the full-size image: a tile of a split frame)
+  and ``"format": "PNG"`` (write this frame in another image format, e.g. the lossless one of a tile)
 * ``{"cmd": "quit"}`` (or end of input: the agent is gone)
 
 and writes one JSON message per line on stdout, each prefixed with :data:`PREFIX` and preceded by a newline
@@ -18,6 +20,14 @@ message must not assume it starts a line): ``ready``, ``frame_started``, ``stats
 Output. Frames are written in the scene's image format; a movie format (FFMPEG, AVI) becomes lossless
 8-bit PNG for the manager to encode. Each frame is rendered to a hidden temporary name in the output folder
 and renamed when complete, so a half-written frame never carries the final name.
+
+Tiles. A ``border`` is in pixels of the final image (after the resolution percentage), origin at the top
+left, x1 and y1 exclusive. The frame is rendered at full size with only that region filled (border render
+without crop; the rest is transparent black), so tiles of one frame are stitched by pasting regions. Blender
+turns the border floats into pixels by truncating ``float * size`` (in single precision, separately in the
+render pipeline and in Cycles): :func:`border_floats` puts each edge half a pixel inside its pixel, which
+truncates to exactly that pixel in both (see ``docs/tiles.md``). Border and format are set for one frame
+and the scene's own settings are restored after it.
 """
 
 from __future__ import annotations
@@ -42,6 +52,12 @@ STATS_INTERVAL_S = 0.1
 """Sample counters arrive per sample; more than ~10 a second is noise on the pipe."""
 PARENT_POLL_S = 0.5
 MOVIE_FORMATS = frozenset({"FFMPEG", "AVI_JPEG", "AVI_RAW", "H264", "XVID", "THEORA", "QUICKTIME"})
+EXR_FORMATS = frozenset({"OPEN_EXR", "OPEN_EXR_MULTILAYER"})
+LOSSY_EXR_CODECS = frozenset({"B44", "B44A", "DWAA", "DWAB", "PXR24"})
+"""PXR24 rounds 32-bit floats to 24 bits; the others are lossy outright. A tile is never written with them."""
+_RENDER_STATE = ("use_border", "use_crop_to_border", "border_min_x", "border_min_y", "border_max_x", "border_max_y")
+# media_type first: in 5.0 it decides which file formats are valid, and setting it resets the format.
+_IMAGE_STATE = ("media_type", "file_format", "color_mode", "color_depth", "compression", "quality", "exr_codec")
 
 _write_lock = threading.Lock()
 # "Sample 3/64" (Cycles), "Rendering 3 / 64 samples" (EEVEE, Workbench)
@@ -91,6 +107,42 @@ def temp_path(final: str) -> str:
     """Where a frame is written before it is complete: hidden, next to the final name, same filesystem."""
     path = Path(final)
     return str(path.with_name("." + path.name + TEMP_SUFFIX))
+
+
+def border_floats(region: list[int], width: int, height: int) -> tuple[float, float, float, float]:
+    """Blender's ``(border_min_x, border_min_y, border_max_x, border_max_y)`` for a pixel region.
+
+    ``region`` is ``[x0, y0, x1, y1]`` with the origin at the top left and x1, y1 exclusive; Blender's border
+    has its origin at the bottom left. Blender computes each pixel edge as ``int(border * size)`` in single
+    precision: an edge placed at ``(p + 0.5) / size`` is half a pixel away from either neighbour, far more than
+    the rounding of a float (2**-24 relative), so it truncates to ``p`` for any size below 2**22. The image
+    edges are exactly 0.0 and 1.0 (a border that covers everything is then no border at all, as in Blender).
+    """
+
+    def edge(pixel: int, size: int) -> float:
+        if pixel <= 0:
+            return 0.0
+        if pixel >= size:
+            return 1.0
+        return (pixel + 0.5) / size
+
+    x0, y0, x1, y1 = region
+    return edge(x0, width), edge(height - y1, height), edge(x1, width), edge(height - y0, height)
+
+
+def check_border(border: Any, width: int, height: int) -> list[int]:
+    """The border as four ints, or :class:`DriverError` saying why it is not a region of this image."""
+    if (
+        not isinstance(border, (list, tuple))
+        or len(border) != 4
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in border)
+    ):
+        raise DriverError(f"a border is four whole pixel numbers [x0, y0, x1, y1], not {border!r}")
+    region = list(border)
+    x0, y0, x1, y1 = region
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise DriverError(f"border {region} is not a region of the {width}x{height} image")
+    return region
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -147,6 +199,15 @@ def _error_text(exc: BaseException) -> str:
     # Blender's operator errors read "Error: <what>\n"; the agent wants just <what>.
     text = str(exc).strip()
     return text[len("Error:") :].strip() if text.startswith("Error:") else text
+
+
+def _set(owner: Any, name: str, value: Any) -> bool:
+    """Set a Blender property if this Blender takes the value; whether it now has it."""
+    try:
+        setattr(owner, name, value)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return bool(getattr(owner, name) == value)
 
 
 class Driver:
@@ -251,6 +312,14 @@ class Driver:
     def extension(self) -> str:
         return str(self.scene.render.file_extension)
 
+    def resolution(self) -> tuple[int, int]:
+        """The size of a frame in pixels, after the resolution percentage (what Blender renders)."""
+        render = self.scene.render
+        return (
+            render.resolution_x * render.resolution_percentage // 100,
+            render.resolution_y * render.resolution_percentage // 100,
+        )
+
     def ready_fields(self) -> dict[str, Any]:
         bpy = self.bpy
         scene = self.scene
@@ -266,10 +335,7 @@ class Driver:
             "forced_png": self.forced_png,
             "frame_start": scene.frame_start,
             "frame_end": scene.frame_end,
-            "resolution": [
-                render.resolution_x * render.resolution_percentage // 100,
-                render.resolution_y * render.resolution_percentage // 100,
-            ],
+            "resolution": list(self.resolution()),
             "load_seconds": self.load_seconds,
             # True when a script in the file was there and did not run because auto-exec is off.
             "autoexec_blocked": bool(getattr(bpy.app, "autoexec_fail", False)),
@@ -311,13 +377,17 @@ class Driver:
             path = path.replace("{", "{{").replace("}", "}}")
         return path
 
-    def render(self, frame: int, pattern: str) -> None:
-        final = frame_path(pattern, frame, self.extension())
-        partial = Path(temp_path(final))
+    def render(self, frame: int, pattern: str, border: Any = None, image_format: Any = None) -> None:
+        """Render one frame to ``pattern``; with ``border``/``image_format`` for this frame only."""
         self.frame = frame
-        emit("frame_started", frame=frame, path=final)
         start = time.perf_counter()
+        saved = self.snapshot()
+        partial: Path | None = None
         try:
+            self.apply_overrides(border, image_format)
+            final = frame_path(pattern, frame, self.extension())
+            partial = Path(temp_path(final))
+            emit("frame_started", frame=frame, path=final)
             partial.parent.mkdir(parents=True, exist_ok=True)
             partial.unlink(missing_ok=True)
             self.scene.frame_set(frame)
@@ -329,12 +399,65 @@ class Driver:
                 raise DriverError(f"Blender wrote no file for frame {frame} (expected {partial}){_disk_hint(partial)}")
             partial.replace(final)
         except Exception as exc:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
             emit("frame_failed", frame=frame, error=_error_text(exc), seconds=time.perf_counter() - start)
         else:
             emit("frame_done", frame=frame, path=final, seconds=time.perf_counter() - start)
         finally:
+            self.restore(saved)
             self.frame = None
+
+    # --- per-frame overrides: a tile's border and lossless format ----------------------------------------
+
+    def snapshot(self) -> list[tuple[Any, str, Any]]:
+        """The border and image settings a frame may override, to put back after it."""
+        render = self.scene.render
+        image = render.image_settings
+        saved = [(render, name, getattr(render, name)) for name in _RENDER_STATE]
+        return saved + [(image, name, getattr(image, name)) for name in _IMAGE_STATE if hasattr(image, name)]
+
+    @staticmethod
+    def restore(saved: list[tuple[Any, str, Any]]) -> None:
+        # In order: the format before its depth and mode (changing the format may reset them).
+        for owner, name, value in saved:
+            if getattr(owner, name) != value:
+                _set(owner, name, value)
+
+    def apply_overrides(self, border: Any, image_format: Any) -> None:
+        if image_format is not None:
+            self.set_format(str(image_format))
+        if border is not None:
+            width, height = self.resolution()
+            region = check_border(border, width, height)
+            render = self.scene.render
+            render.use_border = True
+            render.use_crop_to_border = False
+            floats = border_floats(region, width, height)
+            render.border_min_x, render.border_min_y, render.border_max_x, render.border_max_y = floats
+
+    def set_format(self, image_format: str) -> None:
+        """Write this frame as ``image_format``, as losslessly as the format allows: PNG keeps the scene's
+        colour mode and takes 16 bits when the scene has more than 8; EXR keeps half or full float (full
+        float for an 8-bit scene) and never a lossy codec."""
+        render = self.scene.render
+        image = render.image_settings
+        depth = str(image.color_depth)
+        mode = str(image.color_mode)
+        if image.file_format != image_format:
+            if hasattr(image, "media_type"):
+                # 5.0: multilayer EXR is its own media type, and the image formats are valid only in IMAGE.
+                image.media_type = "MULTI_LAYER_IMAGE" if image_format == "OPEN_EXR_MULTILAYER" else "IMAGE"
+            if not _set(image, "file_format", image_format):
+                raise DriverError(f"this Blender cannot write {image_format} images")
+            if image_format in EXR_FORMATS:
+                _set(image, "color_depth", depth if depth in ("16", "32") else "32")
+            elif image_format == "PNG":
+                _set(image, "color_depth", "8" if depth in ("", "8") else "16")
+            if not _set(image, "color_mode", mode):
+                _set(image, "color_mode", "RGBA" if render.film_transparent else "RGB")
+        if image_format in EXR_FORMATS and image.exr_codec in LOSSY_EXR_CODECS:
+            image.exr_codec = "ZIP"
 
     def serve(self, stdin: Any) -> None:
         for raw in iter(stdin.readline, ""):
@@ -356,7 +479,7 @@ class Driver:
                 except (KeyError, TypeError, ValueError):
                     emit("error", error=f"a render command needs frame and output: {line[:200]!r}")
                     continue
-                self.render(frame, pattern)
+                self.render(frame, pattern, command.get("border"), command.get("format"))
             else:
                 emit("error", error=f"unknown command {name!r}")
         emit("bye")

@@ -26,18 +26,24 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 
+from blendfile import BlendFileError
+from blendfile.project import open_project
+
 from . import protocol as p
 from .blender import BlenderInstall, select_blender
-from .command import RenderSettings
+from .command import RenderSettings, tile_image_format
 from .errors import AgentError, SessionError, SessionStartError, TransferError
 from .output import Fault
 from .session import FrameFailed, FrameProgress, FrameRendered, RenderSession
 
 log = logging.getLogger(__name__)
+
+MULTI_FILE = "MULTI_FILE"
+"""``WorkAssignment.data_type`` of a zip project."""
 
 CACHE_LIMIT_BYTES = 20 << 30
 """Task files kept for reuse (a second chunk or task of the same file downloads nothing)."""
@@ -110,7 +116,7 @@ class AgentCore:
     def __init__(self, config: AgentConfig, installs: list[BlenderInstall]) -> None:
         self.config = config
         config.work_dir.mkdir(parents=True, exist_ok=True)
-        for sub in ("cache", "out", "outbox"):
+        for sub in ("cache", "out", "outbox", "projects"):
             (config.work_dir / sub).mkdir(exist_ok=True)
         self.agent_id = _load_agent_id(config.work_dir)
         self.installs = installs
@@ -413,18 +419,21 @@ class AgentCore:
             return
         out_dir = self.config.work_dir / "out" / assignment.task_id
         out_dir.mkdir(parents=True, exist_ok=True)
-        sign = "-" if job.frame < 0 else ""
 
         def progress(event: FrameProgress) -> None:
             job.progress = event.fraction
 
         try:
-            result = session.session.render(
-                job.frame,
-                out_dir / f"frame_{sign}######",
-                on_progress=progress,
-                timeout=assignment.frame_timeout_s,
-            )
+            if assignment.tile_frame is None:
+                sign = "-" if job.frame < 0 else ""
+                result = session.session.render(
+                    job.frame,
+                    out_dir / f"frame_{sign}######",
+                    on_progress=progress,
+                    timeout=assignment.frame_timeout_s,
+                )
+            else:
+                result = self._render_tile(session.session, job, out_dir, progress)
         except SessionError as exc:
             result = FrameFailed(job.frame, str(exc), Fault.CRASH, 0.0)
         session.last_used = time.monotonic()
@@ -435,7 +444,7 @@ class AgentCore:
             if job.abandoned:
                 result.path.unlink(missing_ok=True)  # another agent delivered it first
                 return
-            self._queue_upload(assignment, result)
+            self._queue_upload(assignment, result, job.frame)
         else:
             if result.exit_code is not None or not session.session.alive:
                 with self._lock:
@@ -443,6 +452,27 @@ class AgentCore:
                 session.session.close()
             if not job.abandoned:
                 self._report_failure(job, result.error, str(result.fault), list(result.log_tail))
+
+    @staticmethod
+    def _render_tile(
+        session: RenderSession, job: _Job, out_dir: Path, progress: Callable[[FrameProgress], None]
+    ) -> FrameRendered | FrameFailed:
+        """One tile of a still: the whole frame's size with only the tile's region rendered, in a lossless
+        format, uploaded under the tile's index (the manager stitches them)."""
+        assignment = job.assignment
+        regions = assignment.tile_regions
+        if not 0 <= job.frame < len(regions) or len(regions[job.frame]) != 4:
+            return FrameFailed(job.frame, f"tile {job.frame} has no region in the assignment", Fault.RENDER_ERROR, 0.0)
+        x0, y0, x1, y1 = (int(v) for v in regions[job.frame])
+        frame = assignment.tile_frame if assignment.tile_frame is not None else 0
+        return session.render(
+            frame,
+            out_dir / f"tile_{job.frame:03d}_{'-' if frame < 0 else ''}######",
+            on_progress=progress,
+            timeout=assignment.frame_timeout_s,
+            border=(x0, y0, x1, y1),
+            image_format=tile_image_format(assignment.output_type),
+        )
 
     def _session_for(self, assignment: p.WorkAssignment) -> _Session:
         with self._lock:
@@ -452,7 +482,7 @@ class AgentCore:
         choice = select_blender(self.installs, assignment.blender_version)
         if choice.install is None:
             raise SessionStartError(choice.reason, Fault.CANNOT_READ_FILE)
-        blend = self._fetch_file(assignment)
+        blend = self._task_blend(assignment)
         settings = RenderSettings(
             trusted=assignment.trusted,
             threads=self.config.threads,
@@ -498,10 +528,43 @@ class AgentCore:
             s.session.close()
 
     # -- files -------------------------------------------------------------------------------
+    def _task_blend(self, assignment: p.WorkAssignment) -> Path:
+        """The .blend to load: the task's file, or for a zip project its main .blend, unpacked once into its
+        own folder so that ``//`` paths resolve exactly as on the artist's PC."""
+        if assignment.data_type != MULTI_FILE:
+            return self._fetch_file(assignment)
+        folder = self.config.work_dir / "projects" / assignment.file_sha256
+        note = folder.with_name(f"{folder.name}.main")
+        if not folder.is_dir():
+            archive = self._fetch_file(assignment)
+            partial = folder.with_name(f".{folder.name}.part")
+            shutil.rmtree(partial, ignore_errors=True)
+            try:
+                with open_project(archive, assignment.main_blend) as project:
+                    project.extract(partial)
+                    note.write_text(project.main_blend)
+            except OSError:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+            except BlendFileError as exc:  # unsafe or damaged: the same on every agent, a real failure
+                raise AgentError(f"the project cannot be unpacked: {exc.message}") from exc
+            partial.replace(folder)  # complete or not there at all
+            archive.unlink(missing_ok=True)  # the unpacked folder is the cache from now on
+        os.utime(folder)  # most recently used: evicted last
+        try:
+            main = assignment.main_blend or note.read_text().strip()
+        except OSError as exc:
+            raise AgentError(f"the unpacked project has no record of its main .blend: {exc}") from exc
+        blend = folder.joinpath(*PurePosixPath(main).parts)
+        if ".." in PurePosixPath(main).parts or not blend.is_file():
+            raise AgentError(f"the project has no {main!r} to render")
+        return blend
+
     def _fetch_file(self, assignment: p.WorkAssignment) -> Path:
         """The task's file from the cache, or downloaded by its sha256 (and checked against it)."""
         cache = self.config.work_dir / "cache"
-        target = cache / f"{assignment.file_sha256}.blend"
+        suffix = ".zip" if assignment.data_type == MULTI_FILE else ".blend"
+        target = cache / f"{assignment.file_sha256}{suffix}"
         if target.exists():
             os.utime(target)  # most recently used: evicted last
             return target
@@ -534,46 +597,51 @@ class AgentCore:
         return target
 
     def _evict(self, cache: Path, keep: str, incoming: int) -> None:
-        files = sorted(
-            (f for f in cache.glob("*.blend") if not f.name.startswith(keep)), key=lambda f: f.stat().st_mtime
-        )
-        total = sum(f.stat().st_size for f in files) + incoming
-        in_use = {f"{s.session.blend_file.name}" for s in self._sessions.values()}
-        for f in files:
+        """Keep the task files (and unpacked projects) under the cache limit, oldest use first, never one
+        a warm Blender has open."""
+        projects = self.config.work_dir / "projects"
+        entries = [f for f in cache.iterdir() if f.suffix in (".blend", ".zip") and not f.name.startswith(keep)]
+        if projects.is_dir():
+            entries += [d for d in projects.iterdir() if d.is_dir() and not d.name.startswith((keep, "."))]
+        sized = sorted(((e.stat().st_mtime, e, _size(e)) for e in entries), key=lambda t: t[0])
+        total = sum(size for _, _, size in sized) + incoming
+        in_use = {s.session.blend_file for s in self._sessions.values()}
+        for _, entry, size in sized:
             if total <= self.config.cache_limit_bytes:
                 break
-            if f.name in in_use:
+            if any(path == entry or entry in path.parents for path in in_use):
                 continue
-            total -= f.stat().st_size
-            f.unlink(missing_ok=True)
+            total -= size
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                entry.with_name(f"{entry.name}.main").unlink(missing_ok=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     # -- results -----------------------------------------------------------------------------
-    def _queue_upload(self, assignment: p.WorkAssignment, result: FrameRendered) -> None:
-        # Move the frame into the outbox with a note, so an agent restart still delivers it.
+    def _queue_upload(self, assignment: p.WorkAssignment, result: FrameRendered, number: int) -> None:
+        """Send a rendered frame (or tile: ``number`` is what the manager calls it, a frame or a tile index).
+        It moves into the outbox with a note first, so an agent restart still delivers it."""
         outbox = self.config.work_dir / "outbox"
-        target = outbox / f"{assignment.task_id}-{result.frame}{result.path.suffix}"
+        target = outbox / f"{assignment.task_id}-{number}{result.path.suffix}"
         try:
             shutil.move(result.path, target)  # a rename: same file system, needs no space
         except OSError as exc:
-            log.warning(
-                "frame %d stays where Blender wrote it (%s): sent, but lost if the agent restarts", result.frame, exc
-            )
+            log.warning("frame %d stays where Blender wrote it (%s): sent, but lost if the agent restarts", number, exc)
             target = result.path
         upload = _Upload(
-            assignment.task_id, assignment.attempt, result.frame, target, result.sha256, result.seconds,
+            assignment.task_id, assignment.attempt, number, target, result.sha256, result.seconds,
             result.path.suffix.lstrip(".") or "png",
         )  # fmt: skip
         note = {k: (str(v) if isinstance(v, Path) else v) for k, v in upload.__dict__.items()}
-        note_path = outbox / f"{assignment.task_id}-{result.frame}.json"
+        note_path = outbox / f"{assignment.task_id}-{number}.json"
         try:
             note_path.write_text(json.dumps(note))
         except OSError as exc:
             # A disk with room for the frame but not for this note: send the frame anyway; only surviving an
             # agent restart needs the note.
             note_path.unlink(missing_ok=True)
-            log.warning(
-                "no note for frame %d in the outbox (%s): sent, but lost if the agent restarts", result.frame, exc
-            )
+            log.warning("no note for frame %d in the outbox (%s): sent, but lost if the agent restarts", number, exc)
         self._uploads.put(upload)
 
     def _upload_loop(self) -> None:
@@ -690,6 +758,12 @@ class AgentCore:
             kill.session.close()
         if cancelled:
             self._close_idle_sessions(force_tasks=cancelled)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def _is_disk_full(exc: BaseException) -> bool:

@@ -508,14 +508,26 @@ class RenderSession:
         *,
         on_progress: ProgressCallback | None = None,
         timeout: float | None = None,
+        border: tuple[int, int, int, int] | None = None,
+        image_format: str | None = None,
     ) -> FrameResult:
         """Render one frame to ``output_pattern`` (absolute; the last run of ``#`` becomes the frame number,
         the format's extension is added) and wait for it. Progress goes to ``on_progress`` (0 first, 1 last,
         at most every ``progress_interval_s`` in between). A frame that fails, or takes longer than
-        ``timeout`` seconds (the session is then killed), is a :class:`FrameFailed`, not an exception."""
+        ``timeout`` seconds (the session is then killed), is a :class:`FrameFailed`, not an exception.
+
+        A tile of a split frame: ``border`` ``(x0, y0, x1, y1)`` renders only that region, in pixels of the
+        final image (origin top left, x1 and y1 exclusive), into a full-size image that is transparent black
+        elsewhere; ``image_format`` (a Blender ``file_format``, e.g. ``command.tile_image_format(...)``)
+        writes this frame in that format instead of the scene's. Both apply to this frame only."""
         pattern = os.fspath(output_pattern)
         if not Path(pattern).is_absolute():
             raise ValueError(f"the output pattern must be an absolute path: {pattern!r}")
+        command: dict[str, Any] = {"cmd": "render", "frame": frame, "output": pattern}
+        if border is not None:
+            command["border"] = self._check_border(border)
+        if image_format is not None:
+            command["format"] = image_format
         if not self._render_lock.acquire(blocking=False):
             raise SessionError("this session is already rendering a frame")
         try:
@@ -523,15 +535,27 @@ class RenderSession:
                 raise SessionClosedError(f"the session is {self._state}: start a new one")
             self._set_state(SessionState.RENDERING)
             try:
-                return self._render(frame, pattern, on_progress, timeout)
+                return self._render(command, on_progress, timeout)
             finally:
                 self._set_state(SessionState.READY)  # a no-op when it died or was cancelled meanwhile
         finally:
             self._render_lock.release()
 
+    def _check_border(self, border: tuple[int, int, int, int]) -> list[int]:
+        region = list(border)
+        if len(region) != 4 or any(isinstance(v, bool) or not isinstance(v, int) for v in region):
+            raise ValueError(f"a border is four pixel numbers (x0, y0, x1, y1), not {border!r}")
+        x0, y0, x1, y1 = region
+        known = self.ready.resolution if self.ready is not None else (0, 0)
+        width, height = known if all(known) else (x1, y1)  # not started yet: the driver checks it too
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"border {tuple(region)} is not a region of the {width}x{height} image")
+        return region
+
     def _render(
-        self, frame: int, pattern: str, on_progress: ProgressCallback | None, timeout: float | None
+        self, command: dict[str, Any], on_progress: ProgressCallback | None, timeout: float | None
     ) -> FrameResult:
+        frame = int(command["frame"])
         # Lines left over from the previous frame (C stdio flushes late) belong to it, not to this one.
         with contextlib.suppress(queue.Empty):
             while True:
@@ -545,7 +569,7 @@ class RenderSession:
         frame_lines: list[str] = []
         warnings: list[str] = []
         final: str | None = None
-        if not self._send({"cmd": "render", "frame": frame, "output": pattern}):
+        if not self._send(command):
             return self._died(frame, started, frame_lines, final)
         while True:
             wait = 0.25 if deadline is None else min(0.25, max(deadline - time.monotonic(), 0.0))

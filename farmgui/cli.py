@@ -46,6 +46,27 @@ def _check(response: httpx.Response) -> Any:
 
 def submit(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if args.pack:
+        import tempfile
+
+        from .core.packing import pack_project
+
+        with tempfile.TemporaryDirectory(prefix="frameherd-pack-") as tmp:
+            report = pack_project(path, Path(tmp) / f"{path.stem}.zip")
+            for problem in report.problems:
+                print(f"warning: {problem}", file=sys.stderr)
+            for missing in report.missing:
+                print(
+                    f"warning: missing, not packed: {missing.path} ({missing.kind}, used by {missing.blend})",
+                    file=sys.stderr,
+                )
+            print(f"packed {len(report.packed)} files ({report.total_bytes / 1e6:.1f} MB)", file=sys.stderr)
+            args.main_blend = args.main_blend or report.main_blend
+            return _submit(args, Path(report.zip_path))
+    return _submit(args, path)
+
+
+def _submit(args: argparse.Namespace, path: Path) -> int:
     form = {
         k: str(v)
         for k, v in {
@@ -55,6 +76,9 @@ def submit(args: argparse.Namespace) -> int:
             "frame_step": args.frame_step,
             "priority": args.priority,
             "trusted": "true" if args.trusted else None,
+            "tiles": args.tiles,
+            "tile_overlap": args.tile_overlap,
+            "main_blend": args.main_blend,
         }.items()
         if v is not None
     }
@@ -140,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frame-step", type=int)
     s.add_argument("--priority", type=int)
     s.add_argument("--trusted", action="store_true", help="let the file's Python scripts run")
+    s.add_argument("--tiles", type=int, help="split a single frame into N tiles rendered on different agents")
+    s.add_argument("--tile-overlap", type=int, help="pixels each tile renders beyond its region (denoising)")
+    s.add_argument("--main-blend", help="for a .zip project: the .blend inside it to render")
+    s.add_argument(
+        "--pack", action="store_true", help="send the .blend with every file it uses, packed into a zip project"
+    )
     s.set_defaults(func=submit)
     st = sub.add_parser("status", help="list tasks, or one task's progress")
     st.add_argument("task", nargs="?")

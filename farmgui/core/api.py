@@ -30,7 +30,16 @@ from .auth import token_matches
 from .links import AgentLinks
 from .models import RenderTask
 from .pairing_api import pairing_router
-from .service import BLENDER_VERSION, BadRequest, Conflict, FarmError, FarmService, NotFound, TaskOptions
+from .service import (
+    BLENDER_VERSION,
+    MAX_TILES,
+    BadRequest,
+    Conflict,
+    FarmError,
+    FarmService,
+    NotFound,
+    TaskOptions,
+)
 from .storage import copy_stream
 
 _M = TypeVar("_M", bound=p.Message)
@@ -353,7 +362,10 @@ def _user_router(service: FarmService) -> APIRouter:
         responses={**_ok(TaskKeyBody, "The task was queued", 201), **_errors(400, 413, 422)},
     )
     def run_task(
-        file: Annotated[UploadFile, File(description="The .blend file")],
+        file: Annotated[
+            UploadFile,
+            File(description="The .blend file, or a .zip project (one or more .blend files and what they use)"),
+        ],
         scene: Annotated[str | None, Form()] = None,
         frame_start: Annotated[int | None, Form(ge=-MAX_FRAME, le=MAX_FRAME)] = None,
         frame_end: Annotated[int | None, Form(ge=-MAX_FRAME, le=MAX_FRAME)] = None,
@@ -366,6 +378,23 @@ def _user_router(service: FarmService) -> APIRouter:
         ] = None,
         memory_limit_mb: Annotated[
             float | None, Form(gt=0, description="Stop a frame whose Blender uses more memory than this")
+        ] = None,
+        tiles: Annotated[
+            int | None,
+            Form(
+                ge=1,
+                le=MAX_TILES,
+                description="Split a single frame into this many tiles, rendered on different agents and "
+                "stitched into one image (the task's frame range must be one frame)",
+            ),
+        ] = None,
+        tile_overlap: Annotated[
+            int | None,
+            Form(ge=0, le=1024, description="Pixels each tile renders beyond its region (for denoising)"),
+        ] = None,
+        main_blend: Annotated[
+            str | None,
+            Form(max_length=4096, description="For a .zip project: the .blend inside it to render"),
         ] = None,
     ) -> dict[str, str]:
         upload, task_id = service.init_new_task(Path(file.filename or "").name)
@@ -384,6 +413,9 @@ def _user_router(service: FarmService) -> APIRouter:
             preview_first,
             frame_timeout_s,
             memory_limit_mb,
+            tiles,
+            tile_overlap,
+            main_blend,
         )
         service.run_task(task_id, options)
         return {"task_key": task_id}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from blendfile import BlenderDataType, BlendFile, BlendFileError, Scene, autorun_scripts, detect_data_type
+from blendfile.deps import BlendDependencies, Dependency, walk_dependencies
+from blendfile.project import open_project
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +27,35 @@ class FileSummary:
     warnings_by_scene: dict[str, tuple[str, ...]] = field(default_factory=dict)
     autorun_scripts: tuple[str, ...] = ()
     """Text blocks registered to run when the file is opened: they run on the farm only for a trusted task."""
+    dependencies: tuple[BlendDependencies, ...] = ()
+    """For a .blend: its external files, then those of each library it links (recursively)."""
+    main_blend: str | None = None
+    """For a zip project: the .blend inside it that is rendered."""
+    project_blends: tuple[str, ...] = ()
+    """For a zip project: every .blend in it (the user may pick another main one)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def external_files(self) -> list[Dependency]:
+        """Every file the .blend needs from outside itself (and its libraries'), each once."""
+        seen: dict[str, Dependency] = {}
+        for blend in self.dependencies:
+            for dep in blend.dependencies:
+                if dep.is_set:
+                    seen.setdefault(dep.resolved, dep)
+        return list(seen.values())
+
+    @property
+    def missing_files(self) -> list[Dependency]:
+        return [d for d in self.external_files if not d.exists]
+
+    @property
+    def needs_project(self) -> bool:
+        """True when agents need files beside the .blend: submit it packed as a project."""
+        return any(d.exists for d in self.external_files)
 
     def scene(self, name: str | None = None) -> Scene | None:
         wanted = name or self.current_scene
@@ -49,7 +76,7 @@ def scene_problems(scene: Scene) -> tuple[str, ...]:
     return tuple(problems)
 
 
-def inspect_file(path: str | os.PathLike[str]) -> FileSummary:
+def inspect_file(path: str | os.PathLike[str], main_blend: str | None = None) -> FileSummary:
     """Read a file the user dropped. Never raises for bad input: the summary carries the error."""
     spath = os.fspath(path)
     try:
@@ -58,22 +85,46 @@ def inspect_file(path: str | os.PathLike[str]) -> FileSummary:
     except (BlendFileError, OSError) as exc:
         return FileSummary(spath, None, error=str(exc))
     if data_type is BlenderDataType.MULTI_FILE:
-        return FileSummary(spath, data_type, size_bytes=size, error="zip projects are not supported yet")
+        return _inspect_project(spath, size, main_blend)
     try:
         with BlendFile.open(spath) as bfile:
-            scenes = tuple(bfile.scenes())
-            current = bfile.current_scene()
-            scripts = tuple(autorun_scripts(bfile))
-            return FileSummary(
-                path=spath,
-                data_type=data_type,
-                blender_version=bfile.version,
-                compression=bfile.compression.value,
-                scenes=scenes,
-                current_scene=current.name,
-                size_bytes=size,
-                warnings_by_scene={s.name: scene_problems(s) for s in scenes},
-                autorun_scripts=scripts,
-            )
+            summary = _summary(spath, data_type, size, bfile)
     except BlendFileError as exc:
         return FileSummary(spath, data_type, size_bytes=size, error=str(exc))
+    try:
+        deps = tuple(walk_dependencies([spath]))
+    except (BlendFileError, OSError) as exc:  # the scenes are still worth showing
+        deps = (BlendDependencies(spath, error=str(exc)),)
+    return replace(summary, dependencies=deps)
+
+
+def _summary(path: str, data_type: BlenderDataType, size: int, bfile: BlendFile) -> FileSummary:
+    scenes = tuple(bfile.scenes())
+    current = bfile.current_scene()
+    return FileSummary(
+        path=path,
+        data_type=data_type,
+        blender_version=bfile.version,
+        compression=bfile.compression.value,
+        scenes=scenes,
+        current_scene=current.name,
+        size_bytes=size,
+        warnings_by_scene={s.name: scene_problems(s) for s in scenes},
+        autorun_scripts=tuple(autorun_scripts(bfile)),
+    )
+
+
+def _inspect_project(path: str, size: int, main_blend: str | None) -> FileSummary:
+    """A zip project: its main .blend's scenes (only that file is decompressed, to a temporary folder)."""
+    blends: tuple[str, ...] = ()
+    try:
+        with open_project(path, main_blend) as project:
+            blends = tuple(project.blend_files())
+            with project.open_main_blend() as bfile:
+                summary = _summary(path, BlenderDataType.MULTI_FILE, size, bfile)
+            return replace(summary, main_blend=project.main_blend, project_blends=blends)
+    except BlendFileError as exc:
+        candidates = tuple(getattr(exc, "candidates", ()) or blends)
+        return FileSummary(
+            path, BlenderDataType.MULTI_FILE, size_bytes=size, error=str(exc.message), project_blends=candidates
+        )

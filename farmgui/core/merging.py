@@ -14,6 +14,7 @@ from .merge import MergeError, PreviewUnavailableError, merge_video, preview_mp4
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .models import RenderTask
     from .service import FarmService
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ def merge_task(service: FarmService, task_id: str, cancel: threading.Event) -> P
 
     def report(low: float, high: float) -> Callable[[float], None]:
         return lambda value: service.set_merge_progress(task_id, low + (high - low) * value)
+
+    if task.tiles:
+        return _stitch(task, frames, out_dir)
 
     if task.output_type is RenderOutputType.FFMPEG or task.output_type in _AVI:
         container, codec = _AVI.get(task.output_type, (task.container or "MKV", task.codec or "H264"))
@@ -56,3 +60,16 @@ def merge_task(service: FarmService, task_id: str, cancel: threading.Event) -> P
     except PreviewUnavailableError as exc:
         log.info("task %s: %s", task_id, exc)  # the frames are the result; a preview is a courtesy
     return archive
+
+
+def _stitch(task: RenderTask, tile_files: list[Path], out_dir: Path) -> Path:
+    """A tiled still: its tiles (every one done, in tile order) pasted into the one image delivered."""
+    from .tiles import plan_tiles, stitch_tiles, stitched_extension
+
+    width, height = task.resolution_x or 0, task.resolution_y or 0
+    plan = plan_tiles(width, height, task.tiles or 1, task.tile_overlap)
+    if len(tile_files) != len(plan):
+        raise MergeError(f"{len(tile_files)} of {len(plan)} tiles were rendered")
+    output_type = (task.output_type or RenderOutputType.PNG).value
+    out = out_dir / f"result{stitched_extension(output_type)}"
+    return stitch_tiles(plan, dict(enumerate(tile_files)), width, height, out, output_type)

@@ -93,6 +93,13 @@ class RenderTask(Base):
     preview_first: so.Mapped[bool] = so.mapped_column(default=False)
     frame_timeout_s: so.Mapped[float | None]
     memory_limit_mb: so.Mapped[float | None]
+    tiles: so.Mapped[int | None]
+    """A still split across agents: its number of tiles, each a work unit numbered 0.. in ``frames``
+    (None: whole frames)."""
+    tile_overlap: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    """Pixels each tile renders beyond its own region, so a denoiser sees across the seams."""
+    main_blend: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    """For a zip project: the main .blend inside it (``/``-separated)."""
 
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
     queued_at: so.Mapped[datetime | None]

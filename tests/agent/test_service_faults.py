@@ -126,7 +126,7 @@ def test_no_room_for_the_outbox_note_still_sends_the_frame(core: AgentCore, monk
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Path, "write_text", full_disk)
-    core._queue_upload(assignment(), FrameRendered(1, frame, "0" * 64, 9, 1.5))
+    core._queue_upload(assignment(), FrameRendered(1, frame, "0" * 64, 9, 1.5), 1)
     upload = core._uploads.get_nowait()
     assert upload is not None
     assert upload.frame == 1

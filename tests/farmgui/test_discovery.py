@@ -218,7 +218,8 @@ def test_bad_records_do_not_break_the_browser(events: Events, caplog: pytest.Log
             # still browsing: a good record that comes after is seen
             good_id = uuid.uuid4().hex
             rogue.register_service(
-                hand_made(f"good-{good_id[:6]}", {b"id": good_id.encode(), b"proto": b"1"}), cooperating_responders=True
+                hand_made(f"good-{good_id[:6]}", {b"id": good_id.encode(), b"proto": str(PROTOCOL_VERSION).encode()}),
+                cooperating_responders=True,
             )
             assert events.seen(good_id).compatible
         finally:
