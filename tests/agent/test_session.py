@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.blender import BlenderInstall, parse_version_output, probe_bpy
+from agent.blender import BlenderInstall
 from agent.command import CyclesDevice, RenderSettings
 from agent.driver import TEMP_SUFFIX
 from agent.errors import SessionClosedError, SessionStartError
@@ -44,28 +44,6 @@ ONE_THREAD = RenderSettings(threads=1)
 
 
 # --- Blender installs and their scenes ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def exe_install(blender_exe: Path) -> BlenderInstall:
-    out = subprocess.run([blender_exe, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    parsed = parse_version_output(out)
-    assert parsed is not None
-    return BlenderInstall("executable", blender_exe, parsed[0], parsed[1])
-
-
-@pytest.fixture(scope="module")
-def bpy_install(bpy_python: Path) -> BlenderInstall:
-    parsed = probe_bpy(bpy_python)
-    assert parsed is not None
-    return BlenderInstall("bpy", bpy_python, parsed[0], parsed[1])
-
-
-@pytest.fixture(scope="module", params=["executable", "bpy"])
-def install(request: pytest.FixtureRequest) -> BlenderInstall:
-    name = "exe_install" if request.param == "executable" else "bpy_install"
-    found: BlenderInstall = request.getfixturevalue(name)
-    return found
 
 
 def make_scenes(install: BlenderInstall, folder: Path) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.blender import BlenderInstall, parse_version_output, probe_bpy
+from agent.blender import BlenderInstall
 from agent.command import RenderSettings, tile_image_format
 from agent.output import Fault
 from agent.session import FrameFailed, FrameRendered, RenderSession, check_frame_file
@@ -112,27 +112,6 @@ bpy.ops.wm.save_as_mainfile(filepath=str(out / "denoise.blend"))
 
 
 # --- Blender installs, their scenes, one session per scene --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def exe_install(blender_exe: Path) -> BlenderInstall:
-    out = subprocess.run([blender_exe, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    parsed = parse_version_output(out)
-    assert parsed is not None
-    return BlenderInstall("executable", blender_exe, parsed[0], parsed[1])
-
-
-@pytest.fixture(scope="module")
-def bpy_install(bpy_python: Path) -> BlenderInstall:
-    parsed = probe_bpy(bpy_python)
-    assert parsed is not None
-    return BlenderInstall("bpy", bpy_python, parsed[0], parsed[1])
-
-
-@pytest.fixture(scope="module", params=["executable", "bpy"])
-def install(request: pytest.FixtureRequest) -> BlenderInstall:
-    found: BlenderInstall = request.getfixturevalue("exe_install" if request.param == "executable" else "bpy_install")
-    return found
 
 
 def make_scenes(install: BlenderInstall, folder: Path) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from blendfile import BlendFile, Compression, FFmpegSettings, RenderOutputType, Scene
+from tests.blender_run import run_blender
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -32,7 +33,6 @@ SEED = int(os.environ.get("FRAMEHERD_BLENDER_SEED", "20251129"))
 FILES_PER_BATCH = 8
 # Blender 3.4 starts in 1-3 s and the batch takes a few more; the machines running the suite are
 # small and shared, so allow plenty before calling Blender hung.
-BLENDER_TIMEOUT_S = 300
 READER_TIMEOUT_S = 120
 FPS_TOLERANCE = 1e-6
 
@@ -81,19 +81,6 @@ class Batch:
 
     def where(self, blend: dict[str, Any]) -> str:
         return f"Blender {self.version} ({self.runner}, seed {self.seed}) {Path(blend['path']).name}"
-
-
-def run_blender(argv: list[str], cwd: Path) -> None:
-    """Run Blender to completion (killed at the timeout, so none is left behind)."""
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=BLENDER_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Blender took over {BLENDER_TIMEOUT_S} s: {argv}\n{exc.output!s:.4000}")
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr)[-6000:]
-        pytest.fail(f"Blender failed (exit {proc.returncode}): {argv}\n{output}")
 
 
 @pytest.fixture(scope="session", params=["blender_exe", "bpy_module"])

@@ -43,27 +43,16 @@ from blendfile.deps import (
     resolve_path,
     walk_dependencies,
 )
+from tests.blender_run import run_blender
 from tests.conftest import BLENDFILES, DATA, corpus_files
 
 from .fuzzing import load_seed, mutate
 
 REPO = Path(__file__).resolve().parents[2]
 MAKE_SCENES = DATA / "deps" / "make_scenes.py"
-BLENDER_TIMEOUT_S = 180
 # Blender 3.4 cannot read files saved by newer versions (and may crash on 4.x files): give it only
 # files up to its own version.
 BLENDER_34_MAX_FILE_VERSION = 304
-
-
-def run_blender(argv: list[str], cwd: Path) -> None:
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=BLENDER_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Blender took over {BLENDER_TIMEOUT_S} s: {argv}\n{exc.output!s:.4000}")
-    if proc.returncode != 0:
-        pytest.fail(f"Blender failed (exit {proc.returncode}): {argv}\n{(proc.stdout + proc.stderr)[-6000:]}")
 
 
 def blender_argv(request: pytest.FixtureRequest, runner: str, *args: str) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import subprocess
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from blendfile import BlendFile, BlendFileError, open_project
 from blendfile.deps import BlendDependencies, Dependency, DependencyKind, PathField, walk_dependencies
 from blendfile.project import check_member_name
 from farmgui.core.packing import EXTERNAL_DIR, PackReport, _Plan, _relative_stored, _rewrites, choose_root, pack_project
+from tests.blender_run import run_blender as run
 from tests.conftest import BLENDFILES, DATA
 
 MAKE_SCENES = DATA / "deps" / "make_scenes.py"
-BLENDER_TIMEOUT_S = 180
 # Texture colours of make_scenes.py's render case, and where each shows in the 32x32 frame.
 QUADRANTS = {
     (8, 8): (200, 150, 100),  # //textures/wood.png
@@ -43,18 +42,6 @@ QUADRANTS = {
     (8, 24): (20, 60, 220),  # absolute, outside the project
     (24, 24): (255, 40, 40),  # in the linked library: //tex/lib.png
 }
-
-
-def run(argv: list[str], cwd: Path) -> str:
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=BLENDER_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Blender took over {BLENDER_TIMEOUT_S} s: {argv}\n{exc.output!s:.4000}")
-    if proc.returncode != 0:
-        pytest.fail(f"Blender failed (exit {proc.returncode}): {argv}\n{(proc.stdout + proc.stderr)[-6000:]}")
-    return proc.stdout + proc.stderr
 
 
 def blender_script(blender_exe: Path, *args: str) -> list[str]:

@@ -4,8 +4,8 @@ Each scenario builds its own LAN (a manager and 3 agent hosts on a bridge), lets
 injects its fault and ends with :meth:`Farm.check_result` (each frame exactly once, every image decodes, the
 video's frame count, the stage) and with no process of the scenario left (``farm_on_a_lan``). A scenario that
 found a bug runs once in a module fixture, and its outcome is checked by passing tests (and, while a bug is
-open, by a test marked ``xfail(strict=True)`` that names it). Heartbeat timeouts are 4 s instead of the default 15 s so that the
-file fits a CI budget; fault durations scale with it.
+open, by a test marked ``xfail(strict=True)`` that names it). Heartbeat timeouts are 4 s instead of the default
+15 s so that the file fits a CI budget; fault durations scale with it.
 """
 
 from __future__ import annotations
