@@ -40,11 +40,11 @@ class FileSummary:
 
     @property
     def external_files(self) -> list[Dependency]:
-        """Every file the .blend needs from outside itself (and its libraries'), each once."""
+        """Every file the .blend needs to render from outside itself (and its libraries'), each once."""
         seen: dict[str, Dependency] = {}
         for blend in self.dependencies:
             for dep in blend.dependencies:
-                if dep.is_set:
+                if dep.is_set and dep.kind.needed_to_render:  # not weak library references, brush icons
                     seen.setdefault(dep.resolved, dep)
         return list(seen.values())
 

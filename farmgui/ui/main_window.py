@@ -38,9 +38,11 @@ from ..core.scheduler import version_tuple
 from ..core.service import FarmError, FarmService
 from ..core.snapshots import FarmSnapshot, take_snapshot
 from .delegates import ProgressDelegate
+from .dependencies import project_bytes
 from .file_panel import FilePanel
 from .icons import app_icon
 from .models import AgentsModel, KeyRole, TasksModel
+from .submission import Submitter
 from .task_detail import DetailData, TaskDetail, load_detail
 from .theme import mix
 from .workers import BackgroundRunner
@@ -72,6 +74,13 @@ class FarmSource(Protocol):
 ACCEPTED_SUFFIXES = {".blend", ".zip"}
 
 
+def read_file(path: str, main_blend: str | None = None) -> tuple[FileSummary, int | None]:
+    """A dropped file's summary, and the size of the project it would be packed into (None: it needs no
+    project). Reads the disk: runs on a worker thread."""
+    summary = inspect_file(path, main_blend)
+    return summary, project_bytes(summary) if summary.ok and summary.needs_project else None
+
+
 def dropped_paths(event: QDropEvent | QDragEnterEvent) -> list[str]:
     """Local file paths carried by a drag (any name: the reader tells a blend file by its bytes)."""
     mime = event.mimeData()
@@ -98,13 +107,16 @@ class MainWindow(QMainWindow):
         self._settings = settings or QSettings("Frameherd", "Frameherd")
         self._runner = BackgroundRunner(self)
         self.summaries: dict[str, FileSummary] = {}
+        self.project_sizes: dict[str, int | None] = {}
         self.pending: set[str] = set()
+        self._main_wanted: dict[str, str] = {}
+        """Zip projects being read again with another main .blend: path -> the latest one asked for."""
 
         self.file_list = QListWidget()
         self.file_list.currentItemChanged.connect(self._item_selected)
         self._items: dict[str, QListWidgetItem] = {}
         self.panel = FilePanel()
-        self.hint = QLabel("Drop .blend files here\n(or File > Open)")
+        self.hint = QLabel("Drop .blend files or zip projects here\n(or File > Open)")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setObjectName("dropHint")
         self._style_hint()
@@ -126,6 +138,8 @@ class MainWindow(QMainWindow):
         self.top_splitter.setStretchFactor(1, 4)
         self.top_splitter.setSizes([170, 830])
         self.panel.submit_requested.connect(self._submit)
+        self.panel.main_blend_chosen.connect(self._choose_main_blend)
+        self.submitter = Submitter(self, self._runner, self.panel, self._show_message, self._submitted)
 
         self.tasks_model = TasksModel()
         self.tasks_view = self._table(self.tasks_model)
@@ -147,7 +161,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([290, 430])  # the file's details whole, the rest for the farm
+        self.splitter.setSizes([320, 400])  # the file's details whole, the rest for the farm
         self.setCentralWidget(self.splitter)
         self.tray = QSystemTrayIcon(self.windowIcon(), self) if QSystemTrayIcon.isSystemTrayAvailable() else None
         self._timer = QTimer(self)
@@ -297,28 +311,17 @@ class MainWindow(QMainWindow):
         self.detail.show_data(title, data, names)
 
     def _submit(self) -> None:
+        """Send the shown file (packed into a project first when it needs files beside it): see Submitter."""
         summary = self.panel.summary
         if summary is None or self.manager is None:
             self.statusBar().showMessage("No farm manager is running")
             return
-        options = self.panel.options()
-        service = self.manager.service
-        path = Path(summary.path)
+        self.submitter.submit(self.manager.service, summary, self.panel.options(), self.panel.pack_requested())
 
-        def submit() -> str:
-            try:
-                service.submit_file(path, options)
-            except (FarmError, OSError) as exc:
-                return f"Could not submit {path.name}: {exc}"
-            return f"Submitted {path.name}"
-
-        self.panel.render_button.setEnabled(False)
-        failed = f"Could not submit {path.name}: "
-        self._runner.submit(submit, self._submitted, lambda exc: self._submitted(f"{failed}{exc}"))
-
-    def _submitted(self, message: str) -> None:
+    def _show_message(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)
-        self.panel.render_button.setEnabled(True)
+
+    def _submitted(self) -> None:
         self.tabs.setCurrentWidget(self.tasks_view)
         self.poll()
 
@@ -486,27 +489,63 @@ class MainWindow(QMainWindow):
             if key in self.pending:
                 continue
             self.pending.add(key)
+            self._main_wanted.pop(key, None)
             self.statusBar().showMessage(f"Reading {Path(key).name}...")
-            self._runner.submit(partial(inspect_file, key), self._summary_ready, partial(self._read_failed, key))
+            self._runner.submit(partial(read_file, key), self._summary_ready, partial(self._read_failed, key))
+
+    def _choose_main_blend(self, name: str) -> None:
+        """Read the shown zip project again with another main .blend (off the GUI thread)."""
+        summary = self.panel.summary
+        if summary is None:
+            return
+        path = summary.path
+        self._main_wanted[path] = name
+        self.pending.add(path)
+        self.panel.set_reading(True)
+        self.statusBar().showMessage(f"Reading {name} in {Path(path).name}...")
+        self._runner.submit(
+            partial(read_file, path, name), partial(self._main_blend_read, path, name), partial(self._read_failed, path)
+        )
+
+    def _main_blend_read(self, path: str, name: str, result: tuple[FileSummary, int | None]) -> None:
+        if self._main_wanted.get(path) != name:
+            return  # the user picked yet another one meanwhile: that reading's result counts
+        del self._main_wanted[path]
+        self.pending.discard(path)
+        summary, size = result
+        self.summaries[path], self.project_sizes[path] = summary, size
+        self._name_item(summary)
+        if self.panel.summary is not None and self.panel.summary.path == path:
+            self._select(path)
+        state = "read" if summary.ok else "cannot be used"
+        self.statusBar().showMessage(f"{name} in {Path(path).name} {state}")
 
     def _read_failed(self, path: str, exc: Exception) -> None:
         self.pending.discard(path)
+        if self._main_wanted.pop(path, None) is not None:
+            self.panel.set_reading(False)
         self.statusBar().showMessage(f"Could not read {Path(path).name}: {exc}", 10_000)
 
-    def _summary_ready(self, summary: FileSummary) -> None:
+    def _summary_ready(self, result: tuple[FileSummary, int | None]) -> None:
+        summary, size = result
         self.pending.discard(summary.path)
         is_new = summary.path not in self.summaries
         self.summaries[summary.path] = summary
+        self.project_sizes[summary.path] = size
         if is_new:
-            item = QListWidgetItem(("" if summary.ok else "\u26a0 ") + Path(summary.path).name)
+            item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, summary.path)
             item.setToolTip(summary.path)
             self._items[summary.path] = item
             self.file_list.addItem(item)
+        self._name_item(summary)
         self.file_list.setCurrentItem(self._items[summary.path])
         self._select(summary.path)
         state = "read" if summary.ok else "cannot be used"
         self.statusBar().showMessage(f"{Path(summary.path).name} {state}")
+
+    def _name_item(self, summary: FileSummary) -> None:
+        self._items[summary.path].setText(("" if summary.ok else "\u26a0 ") + Path(summary.path).name)
 
     def select_file(self, path: str) -> None:
         self.file_list.setCurrentItem(self._items[path])
@@ -521,11 +560,15 @@ class MainWindow(QMainWindow):
             return
         self.hint.hide()
         self.panel.show()
-        self.panel.show_summary(summary)
+        self.panel.show_summary(summary, self.project_sizes.get(path))
+        self.panel.set_reading(path in self._main_wanted)
+        self.panel.show_note(self.submitter.notes.get(path, ""))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt's name
         self._timer.stop()
+        self.submitter.cancel()  # a packing stops at its next file, so closing does not wait for all of it
         self._runner.close()
+        self.submitter.remove_leftovers()
         self._settings.setValue("window/geometry", self.saveGeometry())
         self._settings.setValue("window/splitter", self.splitter.saveState())
         self._settings.setValue("window/top", self.top_splitter.saveState())

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""What slow work calls with (done, total) as it goes (see :meth:`BackgroundRunner.submit_with_progress`)."""
+PROGRESS_INTERVAL_S = 0.1
+"""Progress reaches the GUI thread at most this often (10 Hz), plus the last step."""
 
 
 class _Relay(QObject):
@@ -16,6 +23,26 @@ class _Relay(QObject):
 
     done = Signal(object)
     failed = Signal(object)
+    progress = Signal(object, object)  # (done, total): objects, as sizes pass 2**31
+
+
+class _Throttle:
+    """Called from the worker thread: passes on a step at most every ``interval_s``, and always the last."""
+
+    def __init__(
+        self, emit: Progress, interval_s: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._emit = emit
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last = -interval_s
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if done < total and now - self._last < self._interval_s:
+            return
+        self._last = now
+        self._emit(done, total)
 
 
 class _Job(QRunnable):
@@ -59,6 +86,28 @@ class BackgroundRunner(QObject):
         """Queue ``fn``; False when the runner is closed (the work is not done)."""
         if self.closed:
             return False
+        return self._start(lambda _relay: fn(), on_result, on_error, None)
+
+    def submit_with_progress(
+        self,
+        fn: Callable[[Progress], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[Exception], None] = _ignore,
+        on_progress: Progress | None = None,
+    ) -> bool:
+        """Like :meth:`submit`; ``fn`` gets a callable to report (done, total) from its thread, which
+        reaches ``on_progress`` on the GUI thread at most every :data:`PROGRESS_INTERVAL_S`."""
+        if self.closed:
+            return False
+        return self._start(lambda relay: fn(_Throttle(relay.progress.emit)), on_result, on_error, on_progress)
+
+    def _start(
+        self,
+        fn: Callable[[_Relay], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        on_progress: Progress | None,
+    ) -> bool:
         relay = _Relay()
         self._relays.add(relay)
 
@@ -73,7 +122,9 @@ class BackgroundRunner(QObject):
 
         relay.done.connect(deliver)
         relay.failed.connect(fail)
-        self._pool.start(_Job(fn, relay))
+        if on_progress is not None:
+            relay.progress.connect(on_progress)
+        self._pool.start(_Job(partial(fn, relay), relay))
         return True
 
     def wait(self, msecs: int = 5000) -> bool:

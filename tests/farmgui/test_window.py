@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from agent import protocol as p
-from blendfile import BlendFile
+from blendfile import BlenderDataType, BlendFile, open_project
 from farmgui.core.links import Link
+from farmgui.core.packing import PackReport, pack_project
 from farmgui.core.service import FarmService, TaskOptions
-from farmgui.ui import NONE_GUARD_APPLIED, compat
+from farmgui.ui import NONE_GUARD_APPLIED, compat, submission
+from farmgui.ui.file_panel import format_size
 from farmgui.ui.icons import icon, icons_dir
 from farmgui.ui.main_window import MainWindow
 from farmgui.ui.task_detail import CELL_SIZES, FrameGrid, colour_of, state_bytes
 from farmgui.ui.theme import FRAME_STATES, error_colour, mix, state_colours
-from tests.conftest import BLENDFILES
+from tests.blender_run import run_blender
+from tests.conftest import BLENDFILES, DATA
 from tests.pngs import png_bytes
+
+from .test_file_panel import two_shot_zip
 
 SCREENSHOTS = Path(os.environ.get("FRAMEHERD_SCREENSHOTS", Path(__file__).parents[2] / "artifacts" / "screenshots"))
 
@@ -59,6 +68,8 @@ def drop(window: MainWindow, *paths: Path) -> None:
 
 def screenshot(window: MainWindow, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # pending layout passes first (a label that now wraps to more lines gets its height)
+        QApplication.processEvents()
     assert window.grab().save(str(SCREENSHOTS / f"{name}.png"))
 
 
@@ -351,3 +362,282 @@ def test_void_qt_calls_cannot_free_none() -> None:
         pytest.skip("these bindings do not leak references to None")
     assert sys.getrefcount(None) > 1 << 39
     assert compat.void_calls_leak_none()  # still leaking, still guarded
+
+
+# -- a .blend's external files, packing it into a project, a zip's main .blend, split-frame rendering -----
+@pytest.fixture(scope="module")
+def render_world(bpy_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make_scenes.py's render project, saved by the bpy module: ``world/project/shots/main.blend`` (one
+    frame, 32 x 32, a camera) uses ``//textures/wood.png``, ``//../textures/shared.png``, an absolute image
+    outside the project and ``//../libs/lib.blend``, whose object uses the library's own ``//tex/lib.png``."""
+    work = tmp_path_factory.mktemp("render_world")
+    run_blender([str(bpy_python), str(DATA / "deps/make_scenes.py"), "render", str(work)], cwd=work)
+    return work / "world"
+
+
+@pytest.fixture
+def shot(render_world: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the render project (the absolute image stays where the fixture made it)."""
+    world = Path(shutil.copytree(render_world, tmp_path / "world"))
+    return world / "project/shots/main.blend"
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the window's temporary files go for this test (to check that none is left behind)."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def tall(window: MainWindow) -> None:
+    """Room for the whole file panel (the window scrolls it when it is smaller)."""
+    window.resize(1100, 900)
+    window.splitter.setSizes([560, 340])
+
+
+def rows(window: MainWindow) -> list[list[str]]:
+    model = window.panel.dependencies
+    return [[model.data(model.index(r, c)) for c in range(model.columnCount())] for r in range(model.rowCount())]
+
+
+@pytest.fixture
+def farm_station(qtbot: QtBot, tmp_path: Path, farm: FarmService) -> Iterator[MainWindow]:
+    """The window over an in-process farm without agents: submissions land in ``farm``."""
+    win = MainWindow(QSettings(str(tmp_path / "farm.ini"), QSettings.Format.IniFormat), manager=InProcessFarm(farm))
+    qtbot.addWidget(win)
+    tall(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def answer(qtbot: QtBot, window: MainWindow, button: QMessageBox.StandardButton) -> str:
+    """Wait for the window's question (or error), answer it, and return its text."""
+    qtbot.waitUntil(lambda: window.submitter.dialog is not None and window.submitter.dialog.isVisible())
+    box = window.submitter.dialog
+    assert box is not None
+    text = box.text()
+    box.button(button).click()
+    qtbot.waitUntil(lambda: window.submitter.dialog is None)
+    return text
+
+
+@pytest.mark.blender
+def test_a_blend_with_external_files_lists_them_and_names_the_missing(
+    qtbot: QtBot, window: MainWindow, shot: Path, render_world: Path
+) -> None:
+    (shot.parent / "textures/wood.png").unlink()
+    tall(window)
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    absolute = str(render_world.parent / "world/elsewhere/abs.png")
+    assert rows(window) == [
+        ["image", "//textures/wood.png", "this file", "MISSING"],
+        ["image", absolute, "this file", "found"],
+        ["image", "//../textures/shared.png", "this file", "found"],
+        ["library", "//../libs/lib.blend", "this file", "found"],
+        ["image", "//tex/lib.png", "lib.blend", "found"],
+    ]
+    panel = window.panel
+    assert panel.deps_view.isVisible()
+    assert panel.deps_title.text() == "<b>External files: 5</b> (4 found, 1 MISSING)"
+    assert "Warning: 1 external file MISSING: //textures/wood.png. The farm renders without it" in (
+        panel.problems.text()
+    )
+    assert panel.pack.isVisible()
+    assert panel.pack.isChecked()
+    size = window.project_sizes[str(shot.resolve())]
+    project = [p for p in shot.parents[1].rglob("*") if p.is_file()]  # the copy's, and the absolute image
+    assert size == sum(p.stat().st_size for p in project) + Path(absolute).stat().st_size
+    assert panel.pack.text() == f"Pack the .blend and its 4 files into a project ({format_size(size)} in all)"
+    assert panel.render_button.isEnabled(), "missing files are a warning: the user decides"
+    screenshot(window, "17-external-files-one-missing")
+
+
+@pytest.mark.blender
+def test_render_packs_the_project_off_the_gui_thread_then_sends_it(
+    qtbot: QtBot, farm_station: MainWindow, farm: FarmService, shot: Path, temp_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    (shot.parent / "textures/wood.png").unlink()
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def slow_pack(blend: Path, zip_path: Path, *, progress: Callable[[int, int], None]) -> PackReport:
+        progress(1 << 20, 4 << 20)
+        halfway.set()
+        assert go_on.wait(10)
+        return pack_project(blend, zip_path, progress=progress)
+
+    monkeypatch.setattr(submission, "pack_project", slow_pack)
+    window = farm_station
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    panel = window.panel
+    panel.split.setChecked(True)  # one frame: split it as well
+    panel.tiles.setValue(4)
+    panel.render_button.click()
+    # The packing waits in its thread while the window goes on: it shows the progress and holds the button.
+    qtbot.waitUntil(lambda: panel.progress.isVisible() and panel.progress.value() == 250)
+    assert halfway.is_set()
+    assert panel.progress.text() == "Packing main.blend: 1.0 MiB of 4.0 MiB"
+    assert window.statusBar().currentMessage() == "Packing main.blend and its files into a project..."
+    assert not panel.render_button.isEnabled()
+    screenshot(window, "18-packing-a-project")
+    go_on.set()
+    qtbot.waitUntil(lambda: not window.submitter.busy, timeout=20_000)
+    (task,) = farm.tasks()
+    assert task["error"] is None
+    assert (task["original_name"], task["main_blend"], task["tiles"]) == ("main.zip", "shots/main.blend", 4)
+    assert task["data_type"] == BlenderDataType.MULTI_FILE.value
+    with open_project(farm.file_for(task["file_sha256"])) as project:
+        assert project.main_blend == "shots/main.blend"
+        assert {"libs/lib.blend", "libs/tex/lib.png", "textures/shared.png"} <= set(project.blend_files()) | {
+            m.name for m in project.members
+        }
+    assert list(temp_dir.iterdir()) == [], "the zip is removed once the farm has its copy"
+    note = panel.note.text()
+    assert note.startswith("Packed into main.zip: 5 files")
+    assert "the farm renders shots/main.blend" in note
+    assert "Not in the project, as they are missing here: //textures/wood.png (image, used by main.blend)" in note
+    assert note.endswith("Submitted main.zip.")
+    assert not panel.progress.isVisible()
+    qtbot.waitUntil(lambda: window.tasks_model.rowCount() == 1)
+    assert window.tabs.currentWidget() is window.tasks_view
+    screenshot(window, "19-project-packed-and-sent")
+
+
+@pytest.mark.blender
+def test_packing_problems_are_asked_about_before_sending(
+    qtbot: QtBot, farm_station: MainWindow, farm: FarmService, shot: Path, temp_dir: Path
+) -> None:
+    library = shot.parents[1] / "libs/lib.blend"
+    library.write_bytes(b"BLENDER-v279 not a library any more")
+    window = farm_station
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    assert "Warning: the files used by lib.blend could not be listed" in window.panel.problems.text()
+    window.panel.render_button.click()
+    question = answer(qtbot, window, QMessageBox.StandardButton.No)
+    assert "found problems" in question
+    assert f"{library}: packed as it is, it could not be read" in question
+    assert farm.tasks() == []
+    qtbot.waitUntil(lambda: not any(temp_dir.iterdir()))  # removed off the GUI thread
+    assert window.panel.note.text().endswith("Not sent to the farm: you chose not to.")
+    assert window.panel.render_button.isEnabled()
+    window.panel.render_button.click()
+    answer(qtbot, window, QMessageBox.StandardButton.Yes)
+    qtbot.waitUntil(lambda: not window.submitter.busy, timeout=20_000)
+    (task,) = farm.tasks()
+    assert task["main_blend"] == "shots/main.blend"
+    assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.blender
+def test_a_failure_to_pack_is_shown_and_nothing_is_sent(
+    qtbot: QtBot, farm_station: MainWindow, farm: FarmService, shot: Path, temp_dir: Path
+) -> None:
+    window = farm_station
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    shot.write_bytes(b"BLENDER-v279 damaged since it was read")
+    window.panel.render_button.click()
+    text = answer(qtbot, window, QMessageBox.StandardButton.Ok)
+    assert text.startswith("Could not pack main.blend into a project, so nothing was sent to the farm: ")
+    assert window.panel.note.text() == text
+    assert farm.tasks() == []
+    qtbot.waitUntil(lambda: not any(temp_dir.iterdir()))
+    assert window.panel.render_button.isEnabled()
+
+
+def test_a_zip_with_two_blend_files_lets_the_user_pick_the_main_one(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    path = two_shot_zip(tmp_path / "shots.zip")
+    tall(window)
+    drop(window, path)
+    wait_read(qtbot, window, path)
+    panel = window.panel
+    assert panel.main_box.isVisible()
+    assert panel.main_box.isEnabled()
+    assert panel.main_box.currentIndex() == -1
+    assert "2 .blend files at the top of the zip" in panel.problems.text()
+    assert window.file_list.item(0).text() == "\u26a0 shots.zip"
+    assert not panel.render_button.isEnabled()
+    screenshot(window, "20-zip-project-choose-the-main-blend")
+    panel.main_box.setCurrentText("shot_020.blend")
+    wait_read(qtbot, window, path)
+    assert panel.main_box.currentText() == "shot_020.blend"
+    assert panel.labels["version"].text() == "4.5"
+    assert panel.labels["camera"].text() == "Camera"
+    assert panel.problems.text() == ""
+    assert panel.options().main_blend == "shot_020.blend"
+    assert window.file_list.item(0).text() == "shots.zip"
+    screenshot(window, "21-zip-project-two-blend-files")
+    panel.main_box.setCurrentText("shot_010.blend")
+    wait_read(qtbot, window, path)
+    assert panel.labels["version"].text() == "5.1 (zstd-compressed)"
+    assert panel.options().main_blend == "shot_010.blend"
+
+
+def test_a_zip_project_is_sent_with_its_main_blend(
+    qtbot: QtBot, farm_station: MainWindow, farm: FarmService, tmp_path: Path
+) -> None:
+    path = two_shot_zip(tmp_path / "shots.zip")
+    window = farm_station
+    drop(window, path)
+    wait_read(qtbot, window, path)
+    window.panel.main_box.setCurrentText("shot_020.blend")
+    wait_read(qtbot, window, path)
+    assert not window.panel.pack.isVisible()
+    window.panel.frame_end.setValue(3)
+    window.panel.render_button.click()
+    qtbot.waitUntil(lambda: not window.submitter.busy and len(farm.tasks()) == 1, timeout=20_000)
+    (task,) = farm.tasks()
+    assert (task["original_name"], task["main_blend"], task["frames_total"]) == ("shots.zip", "shot_020.blend", 3)
+
+
+@pytest.mark.blender
+def test_a_single_frame_can_be_split_across_agents(qtbot: QtBot, window: MainWindow, shot: Path) -> None:
+    tall(window)
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    panel = window.panel
+    assert (panel.frame_start.value(), panel.frame_end.value()) == (1, 1)
+    assert panel.split.isEnabled()
+    assert not panel.split.isChecked()
+    panel.split.setChecked(True)
+    panel.tiles.setValue(4)
+    assert panel.options().tiles == 4
+    assert panel.problems.text() == ""
+    assert panel.tiles_label.text() == "agents (2 x 2 tiles of about 16 x 16 px)"
+    screenshot(window, "22-split-frame-across-agents")
+
+
+@pytest.mark.blender
+def test_closing_the_window_stops_a_packing_and_leaves_nothing(
+    qtbot: QtBot, farm_station: MainWindow, farm: FarmService, shot: Path, temp_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    started = threading.Event()
+
+    def endless_pack(blend: Path, zip_path: Path, *, progress: Callable[[int, int], None]) -> PackReport:
+        zip_path.write_bytes(b"half a zip")
+        started.set()
+        for done in range(10_000):  # a big project: one file after another
+            progress(done, 10_000)  # raises once the window closes
+            time.sleep(0.01)
+        raise AssertionError("the packing was not stopped")
+
+    monkeypatch.setattr(submission, "pack_project", endless_pack)
+    window = farm_station
+    drop(window, shot)
+    wait_read(qtbot, window, shot)
+    window.panel.render_button.click()
+    qtbot.waitUntil(started.is_set)
+    began = time.monotonic()
+    window.close()
+    assert time.monotonic() - began < 5, "closing waits for one file at most, not the whole packing"
+    assert list(temp_dir.iterdir()) == []
+    assert farm.tasks() == []
