@@ -22,14 +22,17 @@ from .blender import find_blenders
 from .command import CyclesDevice, RenderSettings
 from .gpus import detect_gpus
 from .httpserver import ServerThread
-from .pairing import Pairing
+from .pairing import Pairing, cert_fingerprint, short_fingerprint
 from .server import create_agent_app
 from .service import AgentConfig, AgentCore
 from .session import install_signal_handlers, kill_all_sessions
 
 log = logging.getLogger("agent")
 
-SETTINGS_KEYS = ("name", "port", "token", "blender", "no_bpy", "work_dir", "threads", "device", "gpus")
+SETTINGS_KEYS = (
+    "name", "port", "token", "blender", "no_bpy", "work_dir", "threads", "device", "gpus", "manager_cert",
+)  # fmt: skip
+"""``manager_cert``: the TLS manager's certificate (PEM) pinned with the token, at pairing or by ``--manager-cert``."""
 
 
 def config_dir() -> Path:
@@ -66,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=[d.value for d in CyclesDevice], help="Cycles device type")
     parser.add_argument("--gpus", help="comma-separated GPU indices of that device type (one agent per GPU)")
     parser.add_argument("--manager", help="attach to this manager URL at once (else the manager attaches us)")
+    parser.add_argument(
+        "--manager-cert",
+        dest="manager_cert_file",
+        type=Path,
+        metavar="PATH",
+        help="pin this TLS manager certificate (its data dir's tls/cert.pem), as pairing does: talk to the manager"
+        " only over HTTPS and only if it presents exactly this certificate (saved with a saved token)",
+    )
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--exit-with-parent", action="store_true", help=argparse.SUPPRESS
@@ -98,6 +109,54 @@ def saving_token(core: AgentCore, settings_path: Path) -> Callable[[str | None],
             core.on_state_change(core)  # re-announce: paired=1 in the zeroconf record
 
     return store
+
+
+def saving_cert(core: AgentCore, settings_path: Path) -> Callable[[str | None], None]:
+    """Pairing's store for a TLS manager's certificate: kept with the token, in the settings and the config."""
+
+    def store(cert: str | None) -> None:
+        core.config.manager_cert = cert
+        saved = load_settings(settings_path)
+        if cert is None:
+            saved.pop("manager_cert", None)
+        else:
+            saved["manager_cert"] = cert
+        save_settings(settings_path, saved)
+
+    return store
+
+
+def read_pin(path: Path) -> str:
+    """The certificate (PEM) in ``path``, for ``--manager-cert``; exits with a message when it is not one."""
+    try:
+        pem = path.read_text()
+        cert_fingerprint(pem)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"farm-agent: --manager-cert {path}: not a PEM certificate ({exc})")
+    return pem
+
+
+def manager_pin(args: argparse.Namespace, saved: dict[str, Any]) -> tuple[str | None, bool]:
+    """(the manager certificate to pin, whether to save it). The pin travels with the token: a ``--token`` comes
+    with the ``--manager-cert`` given beside it (or none) and both are saved; a saved token (from pairing) keeps
+    its saved pin unless ``--manager-cert`` replaces it; a token from FARM_TOKEN (the control station's own agent)
+    takes only ``--manager-cert``, never saved."""
+    given = read_pin(args.manager_cert_file) if args.manager_cert_file else None
+    if args.token:
+        return given, True
+    if saved.get("token"):
+        pin = given or saved.get("manager_cert")
+        return (str(pin) if pin else None), given is not None
+    return given, False
+
+
+def describe_pin(pin: str | None) -> str:
+    if pin is None:
+        return ""
+    try:
+        return f", manager certificate pinned (sha256 {short_fingerprint(cert_fingerprint(pin))})"
+    except ValueError:
+        return ", the saved manager certificate is damaged (pair this agent again)"
 
 
 def show_pairing_code(manager_id: str, code: str) -> None:
@@ -134,8 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     work_dir = Path(merged.get("work_dir") or platformdirs.user_cache_dir("frameherd-agent", appauthor=False))
     name = str(merged.get("name") or socket.gethostname())
     port = int(merged.get("port") or p.DEFAULT_AGENT_PORT)
-    if flags:
-        save_settings(settings_path, {**saved, **{k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}})
+    pin, save_pin = manager_pin(args, saved)
+    if flags or save_pin:
+        values = {**saved, **{k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}}
+        if save_pin:
+            values.pop("manager_cert", None)
+            values.update({"manager_cert": pin} if pin else {})
+        save_settings(settings_path, values)
 
     installs = find_blenders(
         merged.get("blender") or (), include_bpy=not merged.get("no_bpy"), cache_dir=work_dir / "probe-cache"
@@ -152,14 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     core = AgentCore(
         AgentConfig(
             name=name, host=args.host, port=port, work_dir=work_dir, token=token,
-            threads=int(merged.get("threads") or 0), render=render, gpus=detect_gpus(),
+            threads=int(merged.get("threads") or 0), render=render, gpus=detect_gpus(), manager_cert=pin,
         ),
         installs,
     )  # fmt: skip
     install_signal_handlers()  # SIGTERM/SIGINT: kill every Blender we started, then exit
     stop = threading.Event()
     try:
-        pairing = Pairing(core.agent_id, lambda: core.config.token, saving_token(core, settings_path))
+        pairing = Pairing(
+            core.agent_id, lambda: core.config.token, saving_token(core, settings_path),
+            set_cert=saving_cert(core, settings_path),
+        )  # fmt: skip
         pairing.on_code = show_pairing_code
         server = ServerThread(create_agent_app(core, pairing), args.host, port).start()
         core.config.port = server.port
@@ -172,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             advertiser = Advertiser(core.info())
             advertiser.start()
             core.on_state_change = advertiser_update(advertiser)
-        print(f"farm-agent {name} ({core.agent_id[:8]}) listening on {args.host}:{server.port}", flush=True)
+        print(
+            f"farm-agent {name} ({core.agent_id[:8]}) listening on {args.host}:{server.port}{describe_pin(pin)}",
+            flush=True,
+        )
         if not args.no_tray and (
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform != "linux"
         ):

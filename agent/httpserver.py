@@ -7,22 +7,36 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 
 class ServerThread:
-    """uvicorn in a background thread: ``start()`` returns once it listens, ``stop()`` joins it."""
+    """uvicorn in a background thread: ``start()`` returns once it listens, ``stop()`` joins it.
 
-    def __init__(self, app: Any, host: str, port: int, log_level: str = "warning") -> None:
+    With ``tls=(certificate file, key file)`` it serves HTTPS only (the manager's ``--tls``)."""
+
+    def __init__(
+        self, app: Any, host: str, port: int, log_level: str = "warning", tls: tuple[Path, Path] | None = None
+    ) -> None:
         # Bind the socket ourselves: port 0 then gives a free port we can read back (tests, many agents).
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host = host
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
+        )
+        self.scheme = "https" if tls else "http"
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
 

@@ -21,6 +21,10 @@ a retry):
    than the manager's timeout is lost and its unfinished frames go back to the queue.
 
 Every request carries ``Authorization: Bearer <farm token>`` (:data:`AUTH_HEADER`).
+
+A manager started with TLS serves its API (and so the endpoints above) over HTTPS only, with a self-signed
+certificate that its agents pin at pairing (:class:`PairStart`, :class:`PairFinish`, ``agent/pairing.py``);
+its attach URL then starts with ``https://``. The agents' own endpoints stay plain HTTP.
 """
 
 from __future__ import annotations
@@ -191,6 +195,9 @@ class PairStart(Message):
 
     manager_id: str
     manager_nonce: str
+    manager_cert_sha256: str = ""
+    """A TLS manager: the SHA-256 (hex) of the certificate it will pin, which goes into the pairing code.
+    Empty for a manager that serves plain HTTP."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,9 @@ class PairFinish(Message):
     manager_id: str
     agent_nonce: str
     token: str
+    manager_cert: str = ""
+    """A TLS manager: its certificate (PEM), whose SHA-256 :class:`PairStart` announced. The agent pins it and
+    from then on talks to the manager only over HTTPS, trusting this certificate alone. Empty without TLS."""
 
 
 @dataclass(frozen=True)

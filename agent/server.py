@@ -29,7 +29,10 @@ def memory_pairing(core: AgentCore) -> Pairing:
     def set_token(token: str | None) -> None:
         core.config.token = token
 
-    return Pairing(core.agent_id, lambda: core.config.token, set_token)
+    def set_cert(cert: str | None) -> None:
+        core.config.manager_cert = cert
+
+    return Pairing(core.agent_id, lambda: core.config.token, set_token, set_cert=set_cert)
 
 
 def create_agent_app(core: AgentCore, pairing: Pairing | None = None) -> FastAPI:
@@ -78,13 +81,13 @@ def create_agent_app(core: AgentCore, pairing: Pairing | None = None) -> FastAPI
     @open_router.post(p.AGENT_PAIR_START, summary="A manager asks to pair (only an unpaired agent answers)")
     async def pair_start(request: Request) -> dict[str, Any]:
         ask = p.PairStart.from_dict(await json_body(request))
-        nonce, _code = pairing.start(ask.manager_id, ask.manager_nonce)
+        nonce, _code = pairing.start(ask.manager_id, ask.manager_nonce, ask.manager_cert_sha256)
         return p.PairStarted(core.agent_id, core.config.name, nonce).to_dict()
 
     @open_router.post(p.AGENT_PAIR_FINISH, summary="The manager sends the farm token after the user approved")
     async def pair_finish(request: Request) -> dict[str, Any]:
         done = p.PairFinish.from_dict(await json_body(request))
-        pairing.finish(done.manager_id, done.agent_nonce, done.token)
+        pairing.finish(done.manager_id, done.agent_nonce, done.token, done.manager_cert)
         return core.info().to_dict()
 
     app.include_router(open_router)

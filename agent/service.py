@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import shutil
+import ssl
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from .blender import BlenderInstall, select_blender
 from .command import RenderSettings, tile_image_format
 from .errors import AgentError, SessionError, SessionStartError, TransferError
 from .output import Fault
+from .pairing import is_pin_refusal, pinned_context, short_fingerprint
 from .session import FrameFailed, FrameProgress, FrameRendered, RenderSession
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,10 @@ class AgentConfig:
     version: str = "0.1.0"
     gpus: list[str] = field(default_factory=list)
     """GPU render devices found on this PC (``CUDA:0 NVIDIA ...``), for the manager's list."""
+    manager_cert: str | None = None
+    """The certificate (PEM) a TLS manager pinned when it paired this agent, kept with the token: the agent then
+    talks to its manager only over HTTPS and trusts that one certificate (``pairing.pinned_context``). None: the
+    agent was paired with a plain-HTTP manager."""
 
 
 @dataclass
@@ -135,6 +141,8 @@ class AgentCore:
         self._threads: list[threading.Thread] = []
         self._closing: list[threading.Thread] = []
         self._client: httpx.Client | None = None
+        self._client_for: tuple[str, str, str | None] | None = None
+        self._refused: str | None = None
         self._known = False
         self.log_lines: deque[str] = deque(maxlen=500)
         self.last_startup_s: float | None = None
@@ -197,18 +205,53 @@ class AgentCore:
         if self._client is not None:
             self._client.close()
         self._client = None
+        self._client_for = None
 
     def _http(self) -> httpx.Client | None:
         with self._lock:
             if self.manager_url is None or self.config.token is None:
                 return None
+            made_for = (self.manager_url, self.config.token, self.config.manager_cert)
+            if self._client is not None and self._client_for not in (None, made_for):
+                self._reset_client()  # paired again (another token or pin) since the client was made
             if self._client is None:
+                transport = self._transport(self.manager_url, self.config.manager_cert)
+                if transport is None:
+                    return None
                 self._client = httpx.Client(
                     base_url=self.manager_url,
                     headers=p.bearer(self.config.token),
                     timeout=httpx.Timeout(10.0, read=300.0),
+                    transport=transport,
                 )
+                self._client_for = made_for
             return self._client
+
+    def _transport(self, url: str, pinned: str | None) -> _ManagerTransport | None:
+        """How to reach the manager: plain HTTP, or HTTPS trusting only the pinned certificate. None, with one
+        log line, when an agent holding a pin is sent to a manager without TLS (it will not send its token
+        there in the clear)."""
+        if pinned is None:
+            return _ManagerTransport(True, None)  # https:// without a pin: the system's CAs (a real certificate)
+        try:
+            context = pinned_context(pinned)
+        except (ValueError, ssl.SSLError) as exc:
+            self._refuse(f"the manager certificate saved at pairing cannot be used ({exc}): pair this agent again")
+            return None
+        if not url.lower().startswith("https://"):
+            self._refuse(
+                f"refusing to work for {url}: this agent was paired with a TLS manager and pinned its certificate "
+                f"(sha256 {short_fingerprint(context.pinned_sha256)}), so it talks to its manager only over HTTPS. "
+                "Start the manager with TLS, or revoke this agent and pair it again."
+            )
+            return None
+        self._refused = None
+        return _ManagerTransport(context, context.pinned_sha256)
+
+    def _refuse(self, message: str) -> None:
+        if message != self._refused:  # once, not every second of the worker's loop
+            log.error("%s", message)
+            self._refused = message
 
     # -- pause -------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -758,6 +801,45 @@ class AgentCore:
             kill.session.close()
         if cancelled:
             self._close_idle_sessions(force_tasks=cancelled)
+
+
+class _ManagerTransport(httpx.HTTPTransport):
+    """httpx's transport to the manager, which says in words why a TLS handshake was refused."""
+
+    REPEAT_S = 60.0
+
+    def __init__(self, verify: ssl.SSLContext | bool, pinned_sha256: str | None) -> None:
+        super().__init__(verify=verify)
+        self._pinned = pinned_sha256
+        self._said = -self.REPEAT_S
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.ConnectError as exc:
+            if is_pin_refusal(exc):
+                self._say_refused(request, exc)
+            raise
+
+    def _say_refused(self, request: httpx.Request, exc: httpx.ConnectError) -> None:
+        now = time.monotonic()
+        if now - self._said < self.REPEAT_S:  # the worker retries every few seconds: a line a minute is enough
+            return
+        self._said = now
+        where = f"{request.url.scheme}://{request.url.netloc.decode()}"
+        if self._pinned is not None:
+            log.error(
+                "refusing the manager at %s: its TLS certificate is not the one pinned when this agent was paired "
+                "(sha256 %s). Another machine answers at that address (a man in the middle?), or the manager's "
+                "certificate was made anew; then revoke this agent and pair it again. (%s)",
+                where, short_fingerprint(self._pinned), exc,
+            )  # fmt: skip
+        else:
+            log.error(
+                "the manager at %s uses a TLS certificate this agent does not trust: it was paired without TLS. "
+                "Revoke it and pair it again from the control station, which pins the certificate. (%s)",
+                where, exc,
+            )  # fmt: skip
 
 
 def _size(path: Path) -> int:

@@ -36,6 +36,13 @@ def station_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--heartbeat-timeout", type=float, default=15.0, metavar="S", help="an agent silent this long is lost (15 s)"
     )
+    parser.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the API over HTTPS only, with a self-signed certificate made at the first start (in the data"
+        " directory) and pinned by agents when they are paired; remembered until --no-tls (see docs/security.md)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -46,7 +53,7 @@ def _client_command(args: list[str]) -> bool:
     for arg in args:
         if skip:
             skip = False
-        elif arg in ("--url", "--token", "--data-dir"):
+        elif arg in ("--url", "--token", "--data-dir", "--cafile"):
             skip = True
         elif not arg.startswith("-"):
             return arg in CLIENT_COMMANDS
@@ -79,13 +86,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         agents=args.agent,
         discovery=not args.no_discovery,
         heartbeat_timeout_s=args.heartbeat_timeout,
+        tls=args.tls,
     )
     if args.headless:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        with Manager(config) as manager:
+        from .core.tls import TlsError
+
+        try:
+            manager = Manager(config)
+        except TlsError as exc:
+            print(f"farmgui: {exc}", file=sys.stderr)
+            return 2
+        with manager:
             print(f"Frameherd manager at {manager.url} (data: {config.data_dir})", flush=True)
+            if manager.certificate is not None:
+                print(f"TLS certificate sha256 {manager.certificate.sha256}", flush=True)
             stop.wait()
         return 0
     from .ui.app import run_gui  # Qt is imported only for the window

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +14,9 @@ from typing import Any
 import httpx
 
 from agent import protocol as p
+from agent.pairing import is_pin_refusal, pinned_context
 
+from .core.tls import cert_path, tls_setting
 from .manager import default_data_dir
 
 TERMINAL = {"finished", "failed", "cancelled"}
@@ -30,8 +33,35 @@ def _token(args: argparse.Namespace) -> str:
     sys.exit(f"no farm token: pass --token, set FARM_TOKEN, or run on the manager's PC ({path} is missing)")
 
 
+def default_url(data_dir: Path) -> str:
+    """The manager on this PC: over HTTPS when its data directory says it uses TLS."""
+    return f"{'https' if tls_setting(data_dir) else 'http'}://127.0.0.1:{p.DEFAULT_MANAGER_PORT}"
+
+
+def _verify(args: argparse.Namespace) -> ssl.SSLContext | bool:
+    """How to check a TLS manager: the certificate in ``--cafile``, else the one in this PC's data directory (the
+    manager's own PC), each trusted alone and only if presented exactly (as agents do: ``agent/pairing.py``); else
+    the system's CAs; ``--insecure``: not at all."""
+    if not str(args.url).lower().startswith("https://"):
+        return True
+    if args.insecure:
+        print(
+            "farmgui: warning: --insecure: the manager's certificate is not checked, so anyone on the way to it can"
+            " read the farm token and what you send, or pose as the manager",
+            file=sys.stderr,
+        )
+        return False
+    pem = Path(args.cafile) if args.cafile else cert_path(Path(args.data_dir))
+    if args.cafile or pem.exists():
+        try:
+            return pinned_context(pem.read_text())
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            sys.exit(f"farmgui: cannot use {pem} as the manager's certificate: {exc}")
+    return True
+
+
 def _client(args: argparse.Namespace) -> httpx.Client:
-    return httpx.Client(base_url=args.url, headers=p.bearer(_token(args)), timeout=60.0)
+    return httpx.Client(base_url=args.url, headers=p.bearer(_token(args)), timeout=60.0, verify=_verify(args))
 
 
 def _check(response: httpx.Response) -> Any:
@@ -150,9 +180,25 @@ def agents(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farmgui", description="Talk to a Frameherd manager")
-    parser.add_argument("--url", default=f"http://127.0.0.1:{p.DEFAULT_MANAGER_PORT}", help="the manager's address")
+    parser.add_argument(
+        "--url",
+        help=f"the manager's address (default: the manager on this PC, https://127.0.0.1:{p.DEFAULT_MANAGER_PORT} if"
+        f" it uses TLS, else http://…)",
+    )
     parser.add_argument("--token", help="the farm token (default: FARM_TOKEN, or the local manager's)")
     parser.add_argument("--data-dir", default=str(default_data_dir()), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cafile",
+        metavar="PATH",
+        help="a TLS manager's certificate (tls/cert.pem in its data directory): trusted alone, and only if the"
+        " manager presents exactly it (default: the local manager's, when there is one)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="talk to a TLS manager without checking its certificate: encrypted, but anyone on the way can pose as"
+        " the manager and so read the farm token",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("submit", help="upload a .blend file and render it")
     s.add_argument("file")
@@ -181,8 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.url is None:
+        args.url = default_url(Path(args.data_dir))
     try:
         return int(args.func(args))
     except httpx.HTTPError as exc:
         print(f"farmgui: cannot reach the manager at {args.url}: {exc}", file=sys.stderr)
+        if is_pin_refusal(exc):
+            print(
+                "farmgui: its TLS certificate is not the one trusted here: pass --cafile with the manager's"
+                " tls/cert.pem (from its data directory)",
+                file=sys.stderr,
+            )
+        elif isinstance(exc, httpx.RemoteProtocolError) and str(args.url).lower().startswith("http://"):
+            print("farmgui: if the manager uses TLS, its address starts with https://", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from .core.auth import load_or_create_token
 from .core.discovery import AgentBrowser
 from .core.links import AgentLinks
 from .core.service import FarmService
+from .core.tls import ManagerCertificate, load_or_create_certificate, tls_setting
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class ManagerConfig:
     discovery: bool = True
     discovery_interfaces: list[str] | None = None
     heartbeat_timeout_s: float = 15.0
+    tls: bool | None = None
+    """Serve the API over HTTPS only, with a self-signed certificate that agents pin at pairing. None: as
+    remembered in the data directory (off until ``--tls`` was given once); True/False is remembered."""
 
 
 def _free_port(host: str) -> int:
@@ -69,9 +73,17 @@ class Manager:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.token = load_or_create_token(config.data_dir, config.token or os.environ.get("FARM_TOKEN"))
         self.manager_id = self._manager_id()
+        self.certificate: ManagerCertificate | None = None
+        if tls_setting(config.data_dir, config.tls):
+            self.certificate = load_or_create_certificate(config.data_dir, config.host)
         self.service = FarmService(config.data_dir, config.db_url, heartbeat_timeout_s=config.heartbeat_timeout_s)
-        self.links = AgentLinks(self.token, 0, self.manager_id)
-        self.server = ServerThread(create_app(self.service, self.token, self.links), config.host, config.port)
+        self.links = AgentLinks(
+            self.token, 0, self.manager_id, manager_cert=self.certificate.pem if self.certificate else None
+        )
+        self.server = ServerThread(
+            create_app(self.service, self.token, self.links), config.host, config.port,
+            tls=self.certificate.files if self.certificate else None,
+        )  # fmt: skip
         self.links.manager_port = self.server.port
         self.browser: AgentBrowser | None = None
         self.local_agent: subprocess.Popen[bytes] | None = None
@@ -87,7 +99,7 @@ class Manager:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::") else self.config.host  # noqa: S104
-        return f"http://{host}:{self.server.port}"
+        return f"{self.server.scheme}://{host}:{self.server.port}"
 
     def start(self) -> Manager:
         self.service.file_server_address = self.config.host
@@ -102,7 +114,10 @@ class Manager:
             self.browser.start()
         if self.config.local_agent:
             self._start_local_agent()
-        log.info("manager listening on %s:%d (data in %s)", self.config.host, self.server.port, self.config.data_dir)
+        log.info(
+            "manager listening on %s://%s:%d (data in %s)",
+            self.server.scheme, self.config.host, self.server.port, self.config.data_dir,
+        )  # fmt: skip
         return self
 
     def _start_local_agent(self) -> None:
@@ -112,6 +127,8 @@ class Manager:
             "--work-dir", str(self.config.data_dir / "local-agent"), "--name", "this PC",
             "--settings", str(self.config.data_dir / "local-agent" / "settings.json"), "--exit-with-parent",
         ]  # fmt: skip
+        if self.certificate is not None:
+            argv += ["--manager-cert", str(self.certificate.cert_file)]  # the pin, as pairing would give it
         # The token travels in the environment, not on the command line where `ps` shows it to every user.
         env = {**os.environ, "FARM_TOKEN": self.token}
         self.local_agent = subprocess.Popen(argv, env=env, start_new_session=True)

@@ -20,7 +20,7 @@ from enum import StrEnum
 import httpx
 
 from agent import protocol as p
-from agent.pairing import pairing_code
+from agent.pairing import cert_fingerprint, pairing_code
 
 from .discovery import AgentGone, AgentSeen, DiscoveryEvent
 
@@ -97,8 +97,13 @@ class AgentLinks:
         *,
         on_change: Callable[[list[Link]], None] | None = None,
         interval_s: float = 2.0,
+        manager_cert: str | None = None,
     ) -> None:
+        """``manager_cert``: the manager's TLS certificate (PEM) when it serves HTTPS, pinned by agents it pairs."""
         self._token = token
+        self._cert = manager_cert
+        self._cert_sha256 = cert_fingerprint(manager_cert) if manager_cert else ""
+        self.scheme = "https" if manager_cert else "http"
         self.manager_port = manager_port
         """The port agents reach the manager on (set once the server has one)."""
         self._manager_id = manager_id
@@ -145,7 +150,9 @@ class AgentLinks:
     def start_pairing(self, host: str, port: int) -> PairingOffer:
         """Ask an unpaired agent to pair; returns the code to compare with the agent's."""
         manager_nonce = secrets.token_hex(16)
-        ask = p.PairStart(manager_id=self._manager_id, manager_nonce=manager_nonce)
+        ask = p.PairStart(
+            manager_id=self._manager_id, manager_nonce=manager_nonce, manager_cert_sha256=self._cert_sha256
+        )
         try:
             r = httpx.post(self._base(host, port) + p.AGENT_PAIR_START, json=ask.to_dict(), timeout=5.0)
         except httpx.HTTPError as exc:
@@ -153,12 +160,14 @@ class AgentLinks:
         if r.status_code != 200:
             raise PairingFailed(_error_text(r))
         started = p.PairStarted.from_dict(r.json())
-        code = pairing_code(manager_nonce, started.agent_nonce, started.agent_id)
+        code = pairing_code(manager_nonce, started.agent_nonce, started.agent_id, self._cert_sha256)
         return PairingOffer(host, port, started.agent_id, started.name, code, manager_nonce, started.agent_nonce)
 
     def finish_pairing(self, offer: PairingOffer) -> None:
         """The user saw the same code on both screens: hand the agent the farm token, then attach it."""
-        done = p.PairFinish(manager_id=self._manager_id, agent_nonce=offer.agent_nonce, token=self._token)
+        done = p.PairFinish(
+            manager_id=self._manager_id, agent_nonce=offer.agent_nonce, token=self._token, manager_cert=self._cert or ""
+        )
         try:
             r = httpx.post(self._base(offer.host, offer.port) + p.AGENT_PAIR_FINISH, json=done.to_dict(), timeout=5.0)
         except httpx.HTTPError as exc:
@@ -233,7 +242,8 @@ class AgentLinks:
             return replace(link, status=LinkStatus.MISMATCH, detail=f"answers as {info.agent_id}, not {link.agent_id}")
         if info.protocol != p.PROTOCOL_VERSION:
             return replace(link, status=LinkStatus.INCOMPATIBLE, detail=f"protocol {info.protocol}")
-        url = f"http://{local_address_for(link.host)}:{self.manager_port}"
+        here = local_address_for(link.host)
+        url = f"{self.scheme}://{f'[{here}]' if ':' in here else here}:{self.manager_port}"
         attach = p.AttachRequest(manager_url=url, manager_id=self._manager_id)
         try:
             client.post(base + p.AGENT_ATTACH, json=attach.to_dict()).raise_for_status()

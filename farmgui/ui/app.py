@@ -36,11 +36,12 @@ def run_gui(files: Sequence[str], config: ManagerConfig | None = None) -> int:
     QApplication.setWindowIcon(app_icon())
     manager = None
     if config is not None:
+        from ..core.tls import TlsError
         from ..manager import Manager
 
         try:
             manager = Manager(config).start()
-        except OSError as exc:  # e.g. the port is taken by another control station
+        except (OSError, TlsError) as exc:  # the port is taken by another station; a TLS key lost or damaged
             QMessageBox.critical(None, "Frameherd", f"The farm manager could not start: {exc}")
             return 1
     # Ctrl+C and SIGTERM close the window properly (so the manager and its local agent are shut down).

@@ -44,6 +44,7 @@ def test_pair_an_unpaired_agent_then_render_then_revoke(tmp_path: Path, scenes_3
             assert manager.wait_stage(key, {"finished", "failed"}, 180)["stage"] == "finished"
             saved = (agent.work_dir / "settings.json").read_text()
             assert '"token"' in saved, "the token is kept for the next start"
+            assert '"manager_cert"' not in saved, "a manager without TLS pins nothing: the agent keeps plain HTTP"
             assert oct((agent.work_dir / "settings.json").stat().st_mode & 0o777) == "0o600"
             # A second pairing attempt is refused: a paired agent cannot be taken over.
             again = manager.client.post("/api/agents/pair/", data={"host": "127.0.0.1", "port": str(agent.port)})
