@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.preview import PreviewError, exr_preview, is_exr
 from .theme import FRAME_STATES, state_colours
 
 _STATE_INDEX = {state: i for i, state in enumerate(FRAME_STATES)}
@@ -63,7 +64,14 @@ def format_log(events: list[dict[str, Any]], agent_names: dict[str, str]) -> str
 
 
 def load_thumbnail(path: Path) -> QImage:
-    """The frame scaled down for the detail view (a null image: Qt cannot read this format, e.g. EXR)."""
+    """The frame scaled down for the detail view; EXR tone-mapped by the core (a null image: unreadable)."""
+    if is_exr(path):
+        try:
+            preview = exr_preview(path, THUMBNAIL_MAX)
+        except PreviewError:
+            return QImage()
+        stride = preview.width * 4
+        return QImage(preview.rgba, preview.width, preview.height, stride, QImage.Format.Format_RGBA8888).copy()
     image = QImage(str(path))
     if image.isNull() or max(image.width(), image.height()) <= THUMBNAIL_MAX:
         return image
