@@ -295,7 +295,11 @@ class FarmService:
         return self.storage.upload_path(task_id), task_id
 
     def run_task(self, task_id: str, options: TaskOptions | None = None) -> dict[str, Any]:
-        """Read the uploaded file, validate it and queue it. Bad input: BadRequest, task failed."""
+        """Read the uploaded file, validate it and queue it. Bad input: BadRequest, task failed.
+
+        The file is at :meth:`init_new_task`'s path; if whoever wrote it told the storage its digest
+        (:meth:`Storage.remember_digest`), it is not read again to hash it.
+        """
         options = options or TaskOptions()
         upload = self.storage.upload_path(task_id)
         refused: BadRequest | None = None
@@ -311,6 +315,7 @@ class FarmService:
                 return self._queue_prepared(s, task)
         # Outside the failed transaction (it rolled back): the task fails with the reason, on record.
         upload.unlink(missing_ok=True)
+        self.storage.forget_digest(upload)
         with self.sessions.begin() as s:
             task = self._get(s, task_id)
             task.stage = transition(task.stage, Stage.FAILED)
@@ -330,12 +335,17 @@ class FarmService:
         return self._task_dict(s, task)
 
     def submit_file(self, path: Path, options: TaskOptions | None = None) -> dict[str, Any]:
-        """Copy a local file in and run it (what the GUI and ``farmgui submit`` on this PC do)."""
+        """Copy a local file in and run it (what the GUI and ``farmgui submit`` on this PC do).
+
+        The copy is hashed as it is written, so the file is read once. A file over the upload limit is
+        refused (BadRequest) before any task is made, as the API refuses it (413).
+        """
+        size = path.stat().st_size
+        if size > self.max_upload_bytes:
+            raise BadRequest(f"{path.name} is too large: {size} bytes, the limit is {self.max_upload_bytes} bytes")
         upload, task_id = self.init_new_task(path.name)
         with path.open("rb") as src:
-            from .storage import copy_stream
-
-            copy_stream(src, upload, self.max_upload_bytes)
+            self.storage.receive(src, upload, self.max_upload_bytes)
         return self.run_task(task_id, options)
 
     def _prepare(self, task: RenderTask, upload: Path, options: TaskOptions) -> None:
@@ -358,7 +368,8 @@ class FarmService:
                     scenes, current, version = bfile.scenes(), bfile.current_scene(), bfile.version
         except BlendFileError as exc:
             where = f"{main_blend}: " if main_blend else ""
-            raise BadRequest(where + exc.message) from exc
+            member = getattr(exc, "member", None)  # a zip project's entry at fault
+            raise BadRequest(where + exc.message + (f": {member!r}" if member else "")) from exc
         scene: Scene | None = current
         if options.scene is not None:
             scene = next((sc for sc in scenes if sc.name == options.scene), None)
