@@ -35,11 +35,19 @@ LONG_POLE_WEIGHT = 2.0
 """Only a frame at least this much heavier than its agent's average is a long pole worth duplicating
 before the end: the ordinary frames of slow agents are left to the end-of-task rules (duplicating them
 early wasted 3% of a 150-frame task for nothing)."""
+LONG_POLE_GAIN = 0.85
+"""Move a long pole when the asking agent and the rest of the farm would be done in under 85 % of its time
+(0.7 left a 20x frame on a 6x agent when an 8x one asked: 4 of 8 seeds had a 12-agent farm 1.3-1.75x its
+bound; 0.9 moved frames for little gain, losing up to 4 % of a farm's work)."""
 LONG_POLE_SLACK = 1.25
 """A long frame is duplicated by the asking agent unless another would finish it this much sooner."""
 LEASE_SILENCE_HEARTBEATS = 2.0
 """A lease an online agent has not mentioned for this many heartbeat timeouts is one it no longer
 holds (it restarted before the manager noticed it was gone): its frames go back to the queue."""
+RATE_MIN_PROGRESS = 0.05
+"""A frame's progress rate is trusted once it is past this much progress..."""
+RATE_MIN_SPAN_S = 10.0
+"""...or measured over this long (five heartbeats): a 20x frame on a 3x agent took 200 s to reach 5 %."""
 _EMA = 0.3
 
 
@@ -81,6 +89,8 @@ class Lease:
     """When the agent last showed it still holds this lease (a heartbeat or a result); None: not yet."""
     measures_startup: bool = False
     """Issued to an idle agent with no Blender for the task: its first result's delay is its start-up."""
+    cold: bool = False
+    """Issued to an agent with no Blender for the task: its first frame waits for Blender to start."""
 
 
 @dataclass
@@ -95,6 +105,9 @@ class FrameSlot:
     seconds: float | None = None
     renders: int = 0
     """Renders started, repeats and duplicates included."""
+    timed: dict[str, float] = field(default_factory=dict)
+    """Agent id -> this frame's whole render time on it, from the progress rate of a copy that was stopped
+    because the other copy would finish first (what a later duplicate of it is judged by)."""
 
 
 @dataclass
@@ -226,6 +239,9 @@ class Scheduler:
         self.agents: dict[str, AgentEntry] = {}
         self.leases: dict[str, Lease] = {}
         self._attempts = itertools.count(1)
+        self._startup_sum = 0.0
+        self._startup_count = 0
+        """Sum and count of the agents' known start-ups (``_typical_startup`` without a loop)."""
         self.attempt_prefix = ""
         """Makes attempt ids unique across manager restarts (the service sets a random one)."""
 
@@ -425,7 +441,7 @@ class Scheduler:
             if frames:
                 return self._lease(task, agent, frames, measures_startup=queued_frames == 0)
         if queued_frames == 0 and self.duplicates:
-            return self._duplicate_or_steal(agent)
+            return self._duplicate_or_steal(agent) or self._hedge(agent)
         return None
 
     def _spf(self, task: TaskEntry, agent: AgentEntry) -> float | None:
@@ -512,8 +528,7 @@ class Scheduler:
 
     def _typical_startup(self) -> float:
         """The mean start-up of the agents whose start-up is known (for one whose is not)."""
-        known = [a.startup_s for a in self.agents.values() if a.startup_s is not None]
-        return sum(known) / len(known) if known else 0.0
+        return self._startup_sum / self._startup_count if self._startup_count else 0.0
 
     def _busy(self, task: TaskEntry) -> dict[str, float]:
         """Agent id -> the seconds it still needs for the frames of ``task`` it holds (measured agents)."""
@@ -557,7 +572,8 @@ class Scheduler:
     ) -> Assignment:
         attempt = f"{self.attempt_prefix}{next(self._attempts)}"
         lease = Lease(attempt, agent.agent_id, task.task_id, list(frames), self.clock())
-        lease.measures_startup = measures_startup and task.task_id not in agent.warm
+        lease.cold = task.task_id not in agent.warm
+        lease.measures_startup = measures_startup and lease.cold
         self.leases[attempt] = lease
         for number in frames:
             slot = task.frames[number]
@@ -576,6 +592,9 @@ class Scheduler:
         agent's time for a running frame is the frame's own time on its owner (from the owner's
         progress) scaled by the two agents' measured speeds, so a heavy frame is not mistaken for a slow
         agent (on equal agents that wasted up to a fifth of a 50-frame task on pointless duplicates).
+        Once both copies show a progress rate, ``_settle`` stops the one that would finish later. Frames
+        whose owner is not measured on the task, or with no rate long past their expected end, are
+        ``_hedge``'s.
         """
         now = self.clock()
         best: tuple[float, Lease, int, bool] | None = None
@@ -636,11 +655,169 @@ class Scheduler:
         task = self.tasks[lease.task_id]
         if not started:
             # Not begun: move it rather than render it twice; the owner hears so by heartbeat.
-            lease.frames.remove(number)
-            task.frames[number].leases.discard(lease.attempt)
-            if not lease.frames:
-                self.leases.pop(lease.attempt, None)
+            self._take_back(task, lease, number)
         return self._lease(task, idle, [number], duplicate=started)
+
+    def _take_back(self, task: TaskEntry, lease: Lease, number: int) -> None:
+        """Take a frame from a lease without requeueing it (it was given to another agent); the agent hears
+        so at its next heartbeat (``progress`` or ``abandoned``)."""
+        lease.frames.remove(number)
+        lease.started.pop(number, None)
+        task.frames[number].leases.discard(lease.attempt)
+        if not lease.frames:
+            self.leases.pop(lease.attempt, None)
+
+    def _hedge(self, idle: AgentEntry) -> Assignment | None:
+        """Duplicate the running frame that sets a task's end when its owner cannot be judged by measurement.
+
+        ``_duplicate_or_steal`` needs both agents measured on ``DUPLICATE_EVIDENCE_FRAMES`` frames and the
+        frame's progress rate. Without them a frame can hold the whole task: a 20x frame handed at the start
+        to a 3x agent of 64 (50 frames, one for each agent: nobody is measured when it matters) ran 2.6x the
+        task's ideal time, and a slow agent's frame at 0 % while its Blender loads kept the others waiting
+        (issue #7). So an idle agent measured on the task duplicates the frame that would be done last when
+        either its owner has finished no frame of the task (the frame's progress rate is all there is), or
+        it has shown no rate for longer than its owner's start-up and time per frame (the farm's, where the
+        owner's are unknown) lead to expect; and only when the idle agent, counted as rendering an average
+        frame of its own unless a copy of this frame was timed, and the rest of the task would both be done
+        in under ``DUPLICATE_GAIN`` of the frame's remaining time (so a slow agent's ordinary frame, done
+        before the frame that sets the end, is left alone), and no idle agent measured faster is there to
+        take it. Which copy is kept is then measured, not guessed: once both show a progress rate (one
+        frame on two agents: their true speed ratio), ``_settle`` stops the one that would finish later, so
+        a wrong guess costs a few heartbeats of rendering twice, not the frame.
+        """
+        now = self.clock()
+        holders: set[str] | None = None
+        for task in self._ordered_tasks():
+            mine = task.spf.get(idle.agent_id)
+            if mine is None or not self._eligible(task, idle):
+                continue
+            if holders is None:
+                holders = {held.agent_id for held in self.leases.values()}
+            if self._faster_idle(task, idle, holders, mine / LONG_POLE_SLACK):
+                continue  # it will ask within a second (checked first: 64 idle agents asking made this costly)
+            ends = self._ends(task, now)
+            if not ends:
+                continue
+            last = max(ends, key=lambda n: ends[n][0])
+            end, lease = ends[last]
+            slot = task.frames[last]
+            owner = self.agents.get(lease.agent_id)
+            if (
+                owner is None
+                or owner is idle
+                or last not in lease.started
+                or len(slot.leases) > 1
+                or idle.agent_id in slot.failed_by
+                or idle.agent_id in slot.timed
+            ):
+                continue
+            rated = self._rate(lease, last) is not None
+            theirs = self._spf(task, owner)
+            if rated and task.measured.get(owner.agent_id, 0):
+                continue  # an owner measured on the task is judged by _duplicate_or_steal's rules of evidence
+            if not rated and now - lease.started[last] <= self._expected(lease, last, theirs or self._mean_spf(task)):
+                continue  # at 0 %, but not for longer than expected yet
+            # The frame's weight where its owner's speed is known (from other tasks), else an average frame.
+            weight = (self._running(lease, last, theirs, now)[1] if rated and theirs is not None else 0.0) or 1.0
+            rest = max((e for n, (e, _) in ends.items() if n != last), default=0.0)
+            if task.queued_count:
+                rate = self._farm_rate(task)
+                rest = max(rest, task.queued_count / rate) if rate > 0 else end
+            cost = self._hedge_cost(task, slot, idle, mine * weight)
+            if max(cost, rest) >= DUPLICATE_GAIN * end:
+                continue
+            for other in self.agents.values():
+                spf = task.spf.get(other.agent_id)
+                if (
+                    spf is None
+                    or other is idle
+                    or other.agent_id in holders
+                    or not (other.online and other.enabled)
+                    or not self._eligible(task, other)
+                    or other.agent_id in slot.failed_by
+                    or other.agent_id in slot.timed
+                ):
+                    continue
+                if self._hedge_cost(task, slot, other, spf * weight) < cost / LONG_POLE_SLACK:
+                    return None  # a faster idle agent will ask within a second
+            return self._lease(task, idle, [last], duplicate=True)
+        return None
+
+    def _faster_idle(self, task: TaskEntry, asking: AgentEntry, holders: set[str], below: float) -> bool:
+        """Whether an agent idle with a warm Blender for ``task`` renders it in under ``below`` s a frame."""
+        for other in self.agents.values():
+            spf = task.spf.get(other.agent_id)
+            if (
+                spf is not None
+                and spf < below
+                and other is not asking
+                and other.agent_id not in holders
+                and other.online
+                and other.enabled
+                and task.task_id in other.warm
+                and self._eligible(task, other)
+            ):
+                return True
+        return False
+
+    def _hedge_cost(self, task: TaskEntry, slot: FrameSlot, agent: AgentEntry, guess: float) -> float:
+        """Seconds ``agent`` would take to render a frame from now: its start-up unless warm, then the frame's
+        time where a copy of it was timed on another agent (scaled by the two agents' measured speeds), or
+        ``guess``."""
+        cold = 0.0 if task.task_id in agent.warm else (agent.startup_s or self._typical_startup())
+        spf = task.spf.get(agent.agent_id)
+        scaled = [t * spf / task.spf[a] for a, t in slot.timed.items() if spf is not None and a in task.spf]
+        return cold + (min(scaled) if scaled else guess)
+
+    @staticmethod
+    def _mean_spf(task: TaskEntry) -> float:
+        return task.spf_sum / len(task.spf) if task.spf else 0.0
+
+    def _ends(self, task: TaskEntry, now: float) -> dict[int, tuple[float, Lease]]:
+        """Frame -> (seconds from now until it would be done, the lease that would finish it first), for
+        every frame of ``task`` an agent holds: each agent's frames in its render order, an agent not
+        measured yet counting as an average one; empty when no agent is measured on the task. A later
+        copy of a frame (a duplicate) counts only once it shows a progress rate: until then what it would
+        take is a guess."""
+        typical = self._mean_spf(task)
+        if typical <= 0:
+            return {}
+        queue: dict[str, float] = {}
+        ends: dict[int, tuple[float, Lease]] = {}
+        for lease in self.leases.values():
+            if lease.task_id != task.task_id:
+                continue
+            owner = self.agents.get(lease.agent_id)
+            theirs = (self._spf(task, owner) if owner is not None else None) or typical
+            finish = queue.get(lease.agent_id, 0.0)
+            for number in lease.frames:
+                finish += self._running(lease, number, theirs, now)[0] if number in lease.started else theirs
+                known = ends.get(number)
+                if known is None or (finish < known[0] and self._rate(lease, number) is not None):
+                    ends[number] = (finish, lease)
+            queue[lease.agent_id] = finish
+        return ends
+
+    def _settle(self, task: TaskEntry, slot: FrameSlot, now: float) -> None:
+        """A frame rendered twice, both copies showing a progress rate: stop the one that would finish later.
+
+        The two rates of one frame are the two agents' true speed ratio, whatever the frame's weight, so
+        this is where a duplicate on a guess (``_hedge``) is proven right or wrong; the loser's time for
+        the frame is kept (``FrameSlot.timed``) so that no agent as slow duplicates it again.
+        """
+        copies: list[tuple[float, float, Lease, float]] = []
+        for attempt in slot.leases:
+            lease = self.leases.get(attempt)
+            rate = self._rate(lease, slot.number) if lease is not None and slot.number in lease.started else None
+            if lease is None or rate is None:
+                return
+            per_s, progress, at = rate
+            # The earlier copy wins a tie: it is further on.
+            copies.append((abs((1.0 - progress) / per_s - (now - at)), lease.issued_at, lease, per_s))
+        copies.sort(key=itemgetter(0, 1))
+        for _, _, lease, per_s in copies[1:]:
+            slot.timed[lease.agent_id] = 1.0 / per_s
+            self._take_back(task, lease, slot.number)
 
     def _long_pole(self, task: TaskEntry, asking: AgentEntry, queued_frames: int) -> Assignment | None:
         """Move now a heavy running frame that would end after everything else (a 20x frame on a slow agent).
@@ -649,7 +826,7 @@ class Scheduler:
         time in between (a 20x frame on a 1x agent of eight kept the task going 15% past its ideal end).
         Only a frame at least ``LONG_POLE_WEIGHT`` times its agent's average, whose remaining time is
         longer than the farm needs for the frames still queued, when both the asking agent (after what
-        it holds) and the rest of the farm would be done in under ``DUPLICATE_GAIN`` of that time: the
+        it holds) and the rest of the farm would be done in under ``LONG_POLE_GAIN`` of that time: the
         farm without the asking agent while it renders the frame, and without the owner while it starts
         Blender again (an agent told to drop the frame it renders stops that Blender). And only when no
         other agent would finish it much sooner (it will ask in its turn). The owner's work on it so far
@@ -683,7 +860,7 @@ class Scheduler:
                 restart = owner.startup_s or 0.0
                 drained_with = drained + (cost / mine + restart / theirs) / rate
                 done = max(cost, drained_with)
-                if done < DUPLICATE_GAIN * remaining and (best is None or remaining - done > best[0]):
+                if done < LONG_POLE_GAIN * remaining and (best is None or remaining - done > best[0]):
                     best = (remaining - done, lease, number)
         if best is None:
             return None
@@ -703,11 +880,7 @@ class Scheduler:
                 return None
         # Moved, not duplicated: an agent this much faster wins by far, and rendering it on both would
         # only keep the slow one from the frames still queued (and count twice: 5 % of a 150-frame task).
-        lease.frames.remove(number)
-        lease.started.pop(number, None)
-        task.frames[number].leases.discard(lease.attempt)
-        if not lease.frames:
-            self.leases.pop(lease.attempt, None)
+        self._take_back(task, lease, number)
         work = self._lease(task, asking, [number])
         return Assignment(work.task_id, work.attempt, work.frames, preempted=True)
 
@@ -715,23 +888,42 @@ class Scheduler:
     def _well_measured(task: TaskEntry, *agents: AgentEntry) -> bool:
         return all(task.measured.get(a.agent_id, 0) >= DUPLICATE_EVIDENCE_FRAMES for a in agents)
 
-    @staticmethod
-    def _running(lease: Lease, number: int, theirs: float, now: float) -> tuple[float, float]:
+    def _running(self, lease: Lease, number: int, theirs: float, now: float) -> tuple[float, float]:
         """A running frame: (seconds its owner still needs, its weight: its time over the owner's average).
 
         Both come from the frame's progress rate since its first progress report (so not counting
         Blender's start); a frame past its expected end by some time is expected to need as long
-        again (a stuck frame looks ever slower). Weight 0: no rate yet, so no duplicate of it yet.
+        again (a stuck frame looks ever slower). Weight 0: no rate yet (no duplicate judged by weight):
+        the frame is expected to take ``_expected``, and past that, as long again as it is overdue.
         """
-        elapsed = now - lease.started[number]
+        rate = self._rate(lease, number)
+        if rate is None:
+            return abs(self._expected(lease, number, theirs) - (now - lease.started[number])), 0.0
+        per_s, progress, at = rate
+        left = (1.0 - progress) / per_s - (now - at)
+        return abs(left), (1.0 / per_s) / theirs if theirs > 0 else 1.0
+
+    @staticmethod
+    def _rate(lease: Lease, number: int) -> tuple[float, float, float] | None:
+        """(progress per second, last progress, when) of a running frame, from its progress since its first
+        report above 0 (not counting Blender's start); None before it has shown one."""
         progress = lease.progress.get(number, 0.0)
-        at = lease.progress_at.get(number, now)
+        at = lease.progress_at.get(number)
         first = lease.first_progress.get(number)
-        if progress <= 0.05 or first is None or at <= first[0] or progress <= first[1]:
-            return max(theirs - elapsed, 0.0), 0.0
-        rate = (progress - first[1]) / (at - first[0])
-        left = (1.0 - progress) / rate - (now - at)
-        return abs(left), (1.0 / rate) / theirs if theirs > 0 else 1.0
+        if first is None or at is None or at <= first[0] or progress <= first[1]:
+            return None
+        if progress <= RATE_MIN_PROGRESS and at - first[0] < RATE_MIN_SPAN_S:
+            return None
+        return (progress - first[1]) / (at - first[0]), progress, at
+
+    def _expected(self, lease: Lease, number: int, theirs: float) -> float:
+        """Seconds from its start a frame without a progress rate is expected to take on its owner: the
+        owner's time per frame, after its start-up if the lease began with one and this is its first frame."""
+        if lease.cold and lease.frames and number == lease.frames[0]:
+            owner = self.agents.get(lease.agent_id)
+            known = owner.startup_s if owner is not None else None
+            return theirs + (known if known is not None else self._typical_startup())
+        return theirs
 
     # -- results -----------------------------------------------------------------------------
     def progress(self, agent_id: str, attempt: str, frame: int, value: float) -> bool:
@@ -758,6 +950,9 @@ class Scheduler:
                 lease.first_progress[frame] = (now, value)
         if slot.state is FrameState.ASSIGNED:
             task.set_state(slot, FrameState.RENDERING)
+        if len(slot.leases) > 1:
+            self._settle(task, slot, now)
+            return frame in lease.frames
         return True
 
     def frame_done(
@@ -773,6 +968,7 @@ class Scheduler:
         if lease is not None and frame in lease.frames:
             now = self.clock()
             lease.reported_at = now
+            lease.cold = False
             if lease.measures_startup:
                 # The first result of a lease issued to an idle agent with no Blender for the task: what
                 # it took beyond the render was the download and the start of Blender.
@@ -822,9 +1018,10 @@ class Scheduler:
     def set_startup(self, agent_id: str, seconds: float) -> None:
         agent = self.agents.get(agent_id)
         if agent is not None:
-            agent.startup_s = (
-                seconds if agent.startup_s is None else agent.startup_s + _EMA * (seconds - agent.startup_s)
-            )
+            old = agent.startup_s
+            agent.startup_s = seconds if old is None else old + _EMA * (seconds - old)
+            self._startup_sum += agent.startup_s - (old or 0.0)
+            self._startup_count += old is None
 
     def frame_failed(self, agent_id: str, task_id: str, frame: int, error: str, attempt: str | None = None) -> Outcome:
         """A frame failed on an agent: retry elsewhere, block the agent, or fail the task."""

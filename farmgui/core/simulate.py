@@ -418,6 +418,8 @@ class Simulation:
         self._preempted_frames: set[int] = set()
         self._accepted: dict[int, tuple[float, float]] = {}
         """Frame -> (start, end) of the render that was accepted."""
+        self._rendering: dict[int, list[_Job]] = {}
+        """Frame -> the jobs on it that agents are working on now (two while a duplicate runs)."""
         self._finished_at: float | None = None
         self._parked: set[int] = set()
         self._ticks = 0
@@ -608,6 +610,7 @@ class Simulation:
         if not agent.online or epoch != agent.epoch or job is None:
             return
         agent.current = None
+        self._rendering[job.frame].remove(job)
         seconds = job.render_end - job.render_start
         agent.result.render_seconds += seconds
         outcome = self.scheduler.frame_done(agent.spec.name, TASK_ID, job.frame, seconds, job.attempt)
@@ -670,6 +673,7 @@ class Simulation:
 
     def _count_render(self, agent: _Agent, job: _Job) -> None:
         frame = job.frame
+        self._rendering.setdefault(frame, []).append(job)
         agent.result.renders += 1
         self._renders[frame] = self._renders.get(frame, 0) + 1
         result = self.result
@@ -687,6 +691,7 @@ class Simulation:
         if job is None:
             return
         agent.current = None
+        self._rendering[job.frame].remove(job)
         if self.now < agent.startup_end:
             agent.result.startup_seconds -= agent.startup_end - self.now  # start-up cut short
             agent.startup_end = self.now
@@ -723,6 +728,11 @@ class Simulation:
             if won is not None:
                 overlap = min(self.now, won[1]) - max(job.render_start, won[0])
                 self.result.duplicate_overlap_seconds += max(0.0, overlap)
+            else:
+                # Stopped while the other copy goes on (the scheduler kept the one that would finish first).
+                for other in self._rendering.get(job.frame, ()):
+                    overlap = self.now - max(job.render_start, other.render_start)
+                    self.result.duplicate_overlap_seconds += max(0.0, overlap)
 
 
 def simulate(spec: FarmSpec, strategy: Strategy | str = ADAPTIVE, time_limit: float | None = None) -> SimResult:

@@ -144,7 +144,7 @@ def test_agent_blocked_after_three_failures_and_task_fails_on_three_agents(sched
     assert task.error is not None
     assert "OpenImageDenoiser" in task.error
     assert sched.retry_failed("t") == 1
-    assert task.run is TaskRun.ACTIVE
+    assert sched.tasks["t"].run is TaskRun.ACTIVE, "retrying reactivates the task"
     assert sched.request_work("a") is not None, "retrying clears the block list"
 
 
@@ -470,3 +470,129 @@ def test_an_ordinary_frame_is_not_moved(sched: Scheduler, clock: Clock) -> None:
     assert other is not None
     assert not other.preempted
     assert work.frames[0] not in other.frames
+
+
+def test_a_slow_agent_at_zero_percent_does_not_hold_the_task_back(sched: Scheduler, clock: Clock) -> None:
+    """Issue #7 (multihost scenario 6): a3's Blender starts 4x slower, so the first frame it was given sits at 0 %
+    (a started frame without a progress rate) while a1 and a2 render everything else; once they run out of work,
+    one of them duplicates it instead of waiting for a3."""
+    sched.add_task("t", range(1, 13), blender_version="4.2")
+    for name in ("a1", "a2", "a3"):
+        sched.agent_online(name, ["4.2"])
+    first = {name: sched.request_work(name) for name in ("a1", "a2", "a3")}
+    clock.now += 0.5
+    for name, work in first.items():
+        assert work is not None
+        assert len(work.frames) == 1
+        assert sched.progress(name, work.attempt, work.frames[0], 0.0), "Blender starting"
+    slow = first["a3"]
+    assert slow is not None
+    held = slow.frames[0]
+    clock.now += 1.5  # a1 and a2: Blender started in 1.5 s, the frame rendered in 0.5 s
+    for name in ("a1", "a2"):
+        work = first[name]
+        assert work is not None
+        assert sched.frame_done(name, "t", work.frames[0], 0.5, work.attempt) is Outcome.ACCEPTED
+    queues: dict[str, list[tuple[str, int]]] = {"a1": [], "a2": []}
+    task = sched.tasks["t"]
+    only_a3_left: float | None = None
+    dup: tuple[str, Assignment] | None = None
+    beat = clock.now
+    while dup is None and clock.now < 1060:
+        for name, queue in queues.items():
+            if not queue:
+                work = sched.request_work(name, warm_tasks=["t"])
+                if work is not None and work.duplicate:
+                    dup = (name, work)
+                    break
+                if work is not None:
+                    queue += [(work.attempt, f) for f in work.frames]
+        clock.now += 0.5
+        for name, queue in queues.items():
+            if queue:
+                attempt, frame = queue.pop(0)
+                assert sched.frame_done(name, "t", frame, 0.5, attempt) is Outcome.ACCEPTED
+        if only_a3_left is None and task.done_count == len(task.frames) - 1:
+            only_a3_left = clock.now
+        if clock.now - beat >= 2.0:
+            beat = clock.now
+            assert sched.progress("a3", slow.attempt, held, 0.0), "still loading: a3 keeps its frame"
+    assert dup is not None, "a1 or a2 took over what a3 held"
+    assert only_a3_left is not None
+    assert clock.now - only_a3_left < 4.0, "within the multihost scenario's 4 s (an idle agent asks every second)"
+    name, work = dup
+    assert work.frames == [held]
+    assert sched.frame_done(name, "t", held, 0.5, work.attempt) is Outcome.ACCEPTED
+    assert task.run is TaskRun.DONE
+    assert sched.progress("a3", slow.attempt, held, 0.0) is False, "a3 is told to drop it"
+    assert task.frames[held].done_by == name
+
+
+def start_one_frame_each(sched: Scheduler, clock: Clock, agents: list[str], frames: int) -> dict[str, Assignment]:
+    """More agents than frames: each of the first ``frames`` agents is given one frame and starts it at once."""
+    sched.add_task("t", range(1, frames + 1), blender_version="4.2")
+    for name in agents:
+        sched.agent_online(name, ["4.2"])
+    given: dict[str, Assignment] = {}
+    for name in agents:
+        work = sched.request_work(name)
+        if work is not None:
+            assert len(work.frames) == 1
+            given[name] = work
+            assert sched.progress(name, work.attempt, work.frames[0], 0.01)
+    return given
+
+
+def test_a_heavy_frame_on_an_unmeasured_agent_is_duplicated_then_the_slower_copy_stopped(
+    sched: Scheduler, clock: Clock
+) -> None:
+    """Issue #6, farm f12: more agents than frames, so nobody is measured when it matters, and a 20x frame went to
+    a slow agent. The fastest idle agent duplicates the frame that sets the task's end (not a slow agent's
+    ordinary frame, done long before it), and once both copies show a progress rate the slower one is stopped."""
+    given = start_one_frame_each(sched, clock, ["heavy", "fast", "mid", "plain"], 4)
+    clock.now += 5
+    assert sched.frame_done("fast", "t", given["fast"].frames[0], 5.0, given["fast"].attempt) is Outcome.ACCEPTED
+    clock.now += 5
+    assert sched.frame_done("mid", "t", given["mid"].frames[0], 10.0, given["mid"].attempt) is Outcome.ACCEPTED
+    heavy, plain = given["heavy"], given["plain"]
+    assert sched.request_work("fast", warm_tasks=["t"]) is None, "no progress rate yet: nothing to judge"
+    clock.now += 2
+    assert sched.progress("heavy", heavy.attempt, heavy.frames[0], 0.022)  # 1000 s for the frame here
+    assert sched.progress("plain", plain.attempt, plain.frames[0], 0.4)  # 30 s: done long before it
+    assert sched.request_work("mid", warm_tasks=["t"]) is None, "left to the idle agent measured faster"
+    dup = sched.request_work("fast", warm_tasks=["t"])
+    assert dup is not None
+    assert dup.duplicate
+    assert dup.frames == heavy.frames
+    assert sched.request_work("mid", warm_tasks=["t"]) is None, "the slow agent's ordinary frame is left alone"
+    clock.now += 2
+    assert sched.progress("fast", dup.attempt, heavy.frames[0], 0.01)
+    clock.now += 10
+    assert sched.progress("heavy", heavy.attempt, heavy.frames[0], 0.034)
+    assert sched.progress("fast", dup.attempt, heavy.frames[0], 0.11), "100 s for the frame here: it is kept"
+    assert sched.progress("heavy", heavy.attempt, heavy.frames[0], 0.034) is False, "the slower copy is stopped"
+    assert sched.tasks["t"].frames[heavy.frames[0]].timed == {"heavy": pytest.approx(1000.0)}
+    assert sched.frame_done("fast", "t", heavy.frames[0], 100.0, dup.attempt) is Outcome.ACCEPTED
+
+
+def test_a_duplicate_that_turns_out_slower_is_stopped_and_not_tried_again(sched: Scheduler, clock: Clock) -> None:
+    """The frame was heavy, not its agent slow: the duplicate shows it renders the frame no faster, so it is the
+    copy stopped, and neither it nor an idle agent measured as fast duplicates the frame again."""
+    given = start_one_frame_each(sched, clock, ["owner", "a", "b"], 3)
+    clock.now += 10
+    for name in ("a", "b"):
+        assert sched.frame_done(name, "t", given[name].frames[0], 10.0, given[name].attempt) is Outcome.ACCEPTED
+    owner = given["owner"]
+    clock.now += 2
+    assert sched.progress("owner", owner.attempt, owner.frames[0], 0.12)  # 100 s for the frame
+    dup = sched.request_work("a", warm_tasks=["t"])
+    assert dup is not None
+    assert dup.duplicate
+    clock.now += 2
+    assert sched.progress("a", dup.attempt, owner.frames[0], 0.01)
+    clock.now += 10
+    assert sched.progress("owner", owner.attempt, owner.frames[0], 0.24)
+    assert sched.progress("a", dup.attempt, owner.frames[0], 0.11) is False, "as slow, and 10 s behind: stopped"
+    assert sched.request_work("a", warm_tasks=["t"]) is None
+    assert sched.request_work("b", warm_tasks=["t"]) is None, "timed on a, b would be no faster"
+    assert sched.progress("owner", owner.attempt, owner.frames[0], 0.36)

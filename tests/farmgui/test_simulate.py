@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agent.protocol import HEARTBEAT_INTERVAL_S
 from farmgui.core.scheduler import Scheduler
 from farmgui.core.simulate import (
     AgentSpec,
@@ -155,6 +156,43 @@ def test_agent_back_before_the_manager_noticed_does_not_strand_frames() -> None:
     result = simulate(spec)
     assert result.complete
     assert result.frames_done == 40
+
+
+def test_a_heavy_frame_on_a_slow_agent_is_taken_over_when_agents_outnumber_frames() -> None:
+    """Issue #6 (farm f12 in miniature): every frame is handed out at the start, before anything is measured, and
+    the heavy one lands on the slowest agent. The fastest agent, idle once its own frame is done, duplicates it;
+    the slow copy is stopped once the two copies' progress rates show which finishes first."""
+    spec = farm(
+        [200.0, 10.0, 10.0], {"name": "slow", "speed": 1}, {"name": "fast", "speed": 8}, {"name": "mid", "speed": 2}
+    )
+    fixed = simulate(spec, "fixed:1")
+    assert fixed.makespan == pytest.approx(200.0), "without duplicates the heavy frame ends where it landed"
+    result = simulate(spec)
+    assert result.complete
+    assert result.makespan < 0.2 * fixed.makespan
+    assert result.duplicates == 1
+    assert result.unplanned_rerenders == 0
+    assert result.per_agent["fast"].frames_done == 2
+    # Rendered twice only from the duplicate's start until the slow copy was stopped (a few heartbeats), not
+    # until the fast copy was done; all of the slow copy's render time was lost.
+    assert 0 < result.duplicate_overlap_seconds < 3 * HEARTBEAT_INTERVAL_S
+    assert result.duplicate_lost_seconds == pytest.approx(result.per_agent["slow"].render_seconds)
+
+
+def test_a_slow_agent_does_not_hold_the_task_back() -> None:
+    """Issue #7, the multihost scenario 6 on the virtual clock: a3 renders and starts Blender 4x slower than a1 and
+    a2, so the first frame it is given is still at 0 % when they run out of work; one of them duplicates it, and
+    the task takes at most 1.3x as long as without a3 (it took 1.96x)."""
+    base = {"frames": [0.5] * 12, "transfer": 0.2, "heartbeat_timeout": 4.0}
+    fast = [{"name": "a1", "startup": 2.0}, {"name": "a2", "startup": 2.0}]
+    without = simulate(FarmSpec.from_dict({**base, "agents": fast}))
+    with_slow = simulate(FarmSpec.from_dict({**base, "agents": [*fast, {"name": "a3", "speed": 0.25, "startup": 8.0}]}))
+    assert with_slow.complete
+    assert with_slow.per_agent["a3"].startups == 1, "a3 was given a frame"
+    assert with_slow.per_agent["a3"].renders == 0, "and was still starting Blender when a1 or a2 delivered it"
+    assert with_slow.duplicates == 1
+    assert with_slow.unplanned_rerenders == 0
+    assert with_slow.makespan <= 1.3 * without.makespan
 
 
 def test_fixed_chunks_pay_startup_per_chunk() -> None:
