@@ -136,6 +136,10 @@ class TaskEntry:
     counts: dict[FrameState, int] = field(default_factory=dict)
     """Frames in each state, kept by ``set_state`` so that no request counts all frames (a 20,000-frame
     task made every result O(frames): 20,000 frames on 64 simulated agents took minutes, now seconds)."""
+    done_by_count: dict[str, int] = field(default_factory=dict)
+    """Agent id -> frames of this task it delivered (kept by ``credit``: a progress poll walked all frames)."""
+    renders_total: int = 0
+    """Renders started, repeats and duplicates included (the sum of the slots' ``renders``)."""
 
     def __post_init__(self) -> None:
         if not self.position:
@@ -163,6 +167,14 @@ class TaskEntry:
         slot.state = state
         if state is FrameState.QUEUED:
             self.cursor = min(self.cursor, self.position.get(slot.number, 0))
+
+    def credit(self, slot: FrameSlot, agent_id: str | None) -> None:
+        """Record who delivered a done frame."""
+        if slot.done_by:
+            self.done_by_count[slot.done_by] -= 1
+        slot.done_by = agent_id
+        if agent_id:
+            self.done_by_count[agent_id] = self.done_by_count.get(agent_id, 0) + 1
 
     def queued(self) -> Iterator[int]:
         order, frames = self.order, self.frames
@@ -943,6 +955,7 @@ class Scheduler:
         if frame not in lease.started:
             lease.started[frame] = now
             slot.renders += 1
+            task.renders_total += 1
         if value > lease.progress.get(frame, -1.0):
             lease.progress[frame] = value
             lease.progress_at[frame] = now
@@ -984,8 +997,9 @@ class Scheduler:
             return Outcome.DUPLICATE
         if lease is None:
             slot.renders += 1  # a late result from an attempt we had given up on
+            task.renders_total += 1
         task.set_state(slot, FrameState.DONE)
-        slot.done_by = agent_id
+        task.credit(slot, agent_id)
         slot.seconds = seconds
         self._learn(task, agent_id, seconds)
         # Other attempts at this frame (duplicates) are now pointless.
@@ -1115,12 +1129,8 @@ class Scheduler:
         """Per agent: (agent id, share of the task assigned to it, its progress on that share)."""
         task = self.tasks[task_id]
         total = len(task.frames) or 1
-        assigned: dict[str, float] = {}
-        done: dict[str, float] = {}
-        for slot in task.frames.values():
-            if slot.state is FrameState.DONE and slot.done_by:
-                assigned[slot.done_by] = assigned.get(slot.done_by, 0) + 1
-                done[slot.done_by] = done.get(slot.done_by, 0) + 1
+        assigned: dict[str, float] = {a: n for a, n in task.done_by_count.items() if n}
+        done: dict[str, float] = dict(assigned)
         for lease in self._leases_of_task(task_id):
             for number in lease.frames:
                 assigned[lease.agent_id] = assigned.get(lease.agent_id, 0) + 1

@@ -402,14 +402,6 @@ def test_disk_nearly_full_is_survived(disk_full: DiskFullRun) -> None:
     assert disk_full.nearly_full_finished, f"frames {disk_full.nearly_full_stuck} stuck on a1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="end-of-task duplicates never cover a frame whose agent has reported no progress rate yet: the frame counts "
-    "as started from the first heartbeat (at 0 %, while a slow agent's Blender still loads), and "
-    "Scheduler._duplicate_or_steal skips a started frame without a progress rate (Scheduler._running: weight 0, "
-    "time left max(theirs - elapsed, 0)); the others idle until the slow agent delivers, 5-10 s here, 1.4-1.7x the "
-    "task's time without it",
-)
 def test_slow_agent_does_not_hold_the_task_back(tmp_path: Path, lan_scenes: Path) -> None:
     """Scenario 6: a3's Blender runs 4x slower (SIGSTOP/SIGCONT: 50 ms of every 200 ms), its start-up included.
     The same task takes at most 1.3x as long with a3 on the farm as with a3 disabled: once a1 and a2 run out of
