@@ -837,6 +837,9 @@ class FarmService:
                         renders=self.scheduler.tasks[task_id].frames[frame].renders,
                         updated_at=utcnow(),
                     )
+                    # No Frame object lives in this session: skip the ORM's search for ones to update (this
+                    # statement was 2.6 ms of an upload's 6.7 ms in benchmarks/manager_scale.py's profile).
+                    .execution_options(synchronize_session=False)
                 )
             self._advance_stages()
             return FrameAccepted(accepted=True)
