@@ -94,36 +94,31 @@ def advertiser_update(advertiser: Advertiser) -> Callable[[AgentCore], None]:
     return update
 
 
-def saving_token(core: AgentCore, settings_path: Path) -> Callable[[str | None], None]:
-    """Pairing's store: the token goes in the agent's settings (0600) and its config at once."""
+def _saving(core: AgentCore, settings_path: Path, key: str, announce: bool) -> Callable[[str | None], None]:
+    """A store for what pairing hands the agent: kept in its settings file (0600) and its config at once."""
 
-    def store(token: str | None) -> None:
-        core.config.token = token
+    def store(value: str | None) -> None:
+        setattr(core.config, key, value)
         saved = load_settings(settings_path)
-        if token is None:
-            saved.pop("token", None)
+        if value is None:
+            saved.pop(key, None)
         else:
-            saved["token"] = token
+            saved[key] = value
         save_settings(settings_path, saved)
-        if core.on_state_change is not None:
+        if announce and core.on_state_change is not None:
             core.on_state_change(core)  # re-announce: paired=1 in the zeroconf record
 
     return store
 
 
+def saving_token(core: AgentCore, settings_path: Path) -> Callable[[str | None], None]:
+    """Pairing's store for the farm token."""
+    return _saving(core, settings_path, "token", announce=True)
+
+
 def saving_cert(core: AgentCore, settings_path: Path) -> Callable[[str | None], None]:
-    """Pairing's store for a TLS manager's certificate: kept with the token, in the settings and the config."""
-
-    def store(cert: str | None) -> None:
-        core.config.manager_cert = cert
-        saved = load_settings(settings_path)
-        if cert is None:
-            saved.pop("manager_cert", None)
-        else:
-            saved["manager_cert"] = cert
-        save_settings(settings_path, saved)
-
-    return store
+    """Pairing's store for a TLS manager's certificate, kept with the token."""
+    return _saving(core, settings_path, "manager_cert", announce=False)
 
 
 def read_pin(path: Path) -> str:

@@ -72,13 +72,11 @@ import resource
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +91,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent import protocol as p  # noqa: E402
+from tests.pngs import png_bytes  # noqa: E402
 
 TOKEN = "manager-scale-benchmark-token-0123456789ab"  # noqa: S105 - the benchmark's own farm, on loopback
 BLEND = ROOT / "tests" / "data" / "blendfiles" / "assimp" / "BlenderDefault_250_Compressed.blend"
@@ -172,17 +171,6 @@ class Child:
 
 
 # --- the payload ----------------------------------------------------------------------------------------------
-
-
-def png_bytes(width: int = 16, height: int = 12, shade: int = 0) -> bytes:
-    """A tiny valid PNG (what ``tests/pngs.py`` makes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\0" + bytes((shade + x * 7) % 256 for x in range(width * 3)) for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def percentile(values: list[float], q: float) -> float:
