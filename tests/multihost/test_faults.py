@@ -220,7 +220,7 @@ def manager_restart(lan_ready: None, tmp_path_factory: pytest.TempPathFactory, l
     with farm_on_a_lan(root, ["a1", "a2", "a3"], HEARTBEAT_TIMEOUT) as farm:
         farm.start(options={"a3": {"blender": str(crashing_blender(root / "bin", video))}})
         crasher = farm.api.agent_id("a3")
-        key = farm.api.submit(video, frame_end=48)
+        key = farm.api.submit(video, frame_end=120)  # long enough for a3 to crash a third time after the restart
 
         def crashes() -> list[dict[str, Any]]:
             return [e for e in farm.api.events(key) if e["level"] == "error" and e["agent"] == crasher]
@@ -242,7 +242,7 @@ def manager_restart(lan_ready: None, tmp_path_factory: pytest.TempPathFactory, l
         # A frame is done for the restarted manager exactly when its file was stored before the kill.
         assert farm.api.done(key) >= on_disk
         farm.api.wait_stage(key, {"finished", "failed"}, 180)
-        farm.check_result(key, range(1, 49), video=True)
+        farm.check_result(key, range(1, 121), video=True)
         assert all(agent.alive() for agent in farm.agents.values()), "no agent was restarted"
         events = farm.api.events(key)
         return RestartRun(
