@@ -34,6 +34,7 @@ import numpy.typing as npt
 from PIL import Image, features
 
 from .merge import MergeError
+from .preview import EXR_MAGIC
 
 MAX_TILES = 4096
 """A sanity bound, not a tuning knob: the farm plans 2..64."""
@@ -46,7 +47,6 @@ DEFAULT_COMPRESSION = 15
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK = struct.Struct(">I4s")
 _IHDR = struct.Struct(">IIBBBBB")
-_EXR_MAGIC = b"\x76\x2f\x31\x01"
 _BAND_ROWS = 64
 """Rows encoded at a time by the 16-bit encoders (bounded extra memory)."""
 
@@ -612,7 +612,7 @@ def _read_exr_tile(
             magic = f.read(4)
     except OSError as exc:
         raise _tile_error(tile, path, out_path, f"cannot read {path}: {exc}") from exc
-    if magic != _EXR_MAGIC:
+    if magic != EXR_MAGIC:
         raise StitchError(
             f"tile {tile.index} ({path}) does not decode: not an OpenEXR file",
             output=out_path,
