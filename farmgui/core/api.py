@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import codecs
 import functools
-import hashlib
 import math
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -21,13 +19,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
@@ -37,6 +35,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import protocol as p
 
+from .agent_api import (
+    EXTENSION_PATTERN,
+    INT32,
+    MAX_FRAME,
+    SHA256_PATTERN,
+    AgentEndpoints,
+    adapter,
+)
+from .api_errors import ApiError
 from .auth import token_matches
 from .links import AgentLinks
 from .models import RenderTask
@@ -56,16 +63,9 @@ from .storage import IncomingFile, Storage, UploadTooLarge
 _M = TypeVar("_M", bound=p.Message)
 _bearer = HTTPBearer(auto_error=False, description="The farm token (see the data directory's `token` file).")
 
-MAX_FRAME = 1_048_574
-"""Blender's MAXFRAME; frame numbers run from its negative (MINAFRAME) to it."""
 MAX_PRIORITY = 1_000_000
-MAX_MESSAGE_BYTES = 1 << 20
-"""An agent's JSON message is a few KiB; a larger body is refused before it is parsed (413)."""
-_INT32 = (-(2**31), 2**31 - 1)
-"""Integers in agents' messages (frames, ports, counts) must fit 32 bits: a 10**30 would otherwise
-reach the database (64-bit integers) and fail there."""
 _FRAME = PathParam(ge=-MAX_FRAME, le=MAX_FRAME, description="A frame number (Blender's range)")
-_SHA256 = r"^[0-9a-fA-F]{64}$"
+_SHA256 = SHA256_PATTERN
 
 
 # -- what the document says the answers look like ------------------------------------------------
@@ -226,26 +226,16 @@ def _inline(schema: dict[str, Any], bounded: bool) -> dict[str, Any]:
             return {**resolve(defs[ref.removeprefix("#/$defs/")]), **rest}
         result = {k: resolve(v) for k, v in node.items()}
         if bounded and result.get("type") == "integer":
-            result.setdefault("minimum", _INT32[0])
-            result.setdefault("maximum", _INT32[1])
+            result.setdefault("minimum", INT32[0])
+            result.setdefault("maximum", INT32[1])
         return result
 
     resolved: dict[str, Any] = resolve(schema)
     return resolved
 
 
-_ADAPTERS: dict[type[p.Message], TypeAdapter[Any]] = {}
-
-
-def _adapter(cls: type[p.Message]) -> TypeAdapter[Any]:
-    adapter = _ADAPTERS.get(cls)
-    if adapter is None:
-        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
-    return adapter
-
-
 def _message_doc(cls: type[p.Message]) -> dict[str, Any]:
-    schema = _inline(_adapter(cls).json_schema(), bounded=True)
+    schema = _inline(adapter(cls).json_schema(), bounded=True)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -257,18 +247,11 @@ def _hello_doc() -> dict[str, Any]:
 
 
 def _reply_doc(cls: type[p.Message], description: str) -> dict[int | str, dict[str, Any]]:
-    schema = _inline(_adapter(cls).json_schema(mode="serialization"), bounded=False)
+    schema = _inline(adapter(cls).json_schema(mode="serialization"), bounded=False)
     return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
 _BINARY = {"type": "string", "format": "binary"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 # -- run_task's upload: streamed into the data directory as it arrives ---------------------------
@@ -556,7 +539,10 @@ def create_app(service: FarmService, token: str, links: AgentLinks | None = None
     if links is not None:
         app.include_router(pairing_router(links, _errors))
     app.include_router(_user_router(service, authorized_early))
-    app.include_router(_agent_router(service))
+    endpoints = AgentEndpoints(service, token)
+    app.include_router(_agent_router(endpoints))
+    # The agents' hot routes first: matched before any other, answered without FastAPI's per-request work.
+    app.router.routes[:0] = endpoints.routes()
     return app
 
 
@@ -790,80 +776,34 @@ def _user_router(service: FarmService, authorize: Callable[[Request], Awaitable[
     return router
 
 
-def _check_values(data: Any) -> None:
-    """What the protocol's types cannot say: finite numbers, 32-bit integers, encodable text."""
-    stack = [data]
-    while stack:  # iterative: a deeply nested value must not exhaust the stack here
-        node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple):
-            stack.extend(node)
-        elif isinstance(node, bool):
-            continue
-        elif isinstance(node, int):
-            if not _INT32[0] <= node <= _INT32[1]:
-                raise ApiError(400, "an integer in the message is out of range (32 bits)")
-        elif isinstance(node, float):
-            if not math.isfinite(node):
-                raise ApiError(400, "a number in the message is not finite")
-        elif isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ApiError(400, "a string in the message is not valid Unicode (a lone surrogate)") from exc
-
-
-async def _message(request: Request, cls: type[_M]) -> _M:
-    """Read an agent's JSON message: size-limited, strictly typed, checked values."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise ApiError(413, f"the message is larger than {MAX_MESSAGE_BYTES} bytes")
-    try:
-        message: _M = _adapter(cls).validate_json(bytes(raw), strict=True)
-    except ValidationError as exc:
-        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        raise ApiError(400, f"{cls.__name__}: " + "; ".join(parts)) from exc
-    # Only the fields the protocol knows: unknown keys (from a newer peer) are ignored, whatever they hold.
-    _check_values(message.to_dict())
-    return message
-
-
-def _agent_router(service: FarmService) -> APIRouter:
+def _agent_router(endpoints: AgentEndpoints) -> APIRouter:
+    """The agents' endpoints in the OpenAPI document. ``create_app`` puts ``endpoints.routes()`` ahead of these, so
+    the same functions answer without FastAPI's per-request work; only the file download is served from here."""
     router = APIRouter(tags=["agents"])
-
-    @router.post(
+    router.add_api_route(
         p.MANAGER_HELLO,
+        endpoints.hello,
+        methods=["POST"],
         summary="An agent introduces itself",
         response_model=None,
         responses={**_ok(HelloReplyBody), **_errors(400, 409, 413)},
         openapi_extra=_hello_doc(),
     )
-    async def hello(request: Request) -> dict[str, Any]:
-        info = await _message(request, p.AgentInfo)
-        if info.protocol != p.PROTOCOL_VERSION:
-            raise ApiError(409, f"protocol {info.protocol} is not {p.PROTOCOL_VERSION}: update the agent")
-        host = request.client.host if request.client else None
-        service.hello(info, host)
-        return {"heartbeat_interval_s": p.HEARTBEAT_INTERVAL_S, "protocol": p.PROTOCOL_VERSION}
-
-    @router.post(
+    router.add_api_route(
         p.MANAGER_HEARTBEAT,
+        endpoints.heartbeat,
+        methods=["POST"],
         summary="An agent's progress; the reply says what to abandon",
         response_model=None,
         responses={**_reply_doc(p.HeartbeatReply, "What to abandon"), **_errors(400, 413)},
         openapi_extra=_message_doc(p.Heartbeat),
     )
-    async def heartbeat(request: Request) -> dict[str, Any]:
-        beat = await _message(request, p.Heartbeat)
-        return service.heartbeat(beat).to_dict()
-
-    @router.post(
+    router.add_api_route(
         p.MANAGER_WORK,
+        endpoints.work,
+        methods=["POST"],
         summary="An agent asks for frames (204: nothing to do)",
+        response_model=None,
         responses={
             **_reply_doc(p.WorkAssignment, "Frames to render"),
             204: {"description": "Nothing to do now"},
@@ -871,12 +811,6 @@ def _agent_router(service: FarmService) -> APIRouter:
         },
         openapi_extra=_message_doc(p.WorkRequest),
     )
-    async def work(request: Request) -> Response:
-        req = await _message(request, p.WorkRequest)
-        assignment = service.request_work(req)
-        if assignment is None:
-            return Response(status_code=204)
-        return JSONResponse(assignment.to_dict())
 
     @router.get(
         p.MANAGER_FILE,
@@ -888,55 +822,57 @@ def _agent_router(service: FarmService) -> APIRouter:
         },
     )
     def file(sha256: Annotated[str, PathParam(pattern=_SHA256)]) -> FileResponse:
-        return FileResponse(service.file_for(sha256.lower()), media_type="application/octet-stream")
+        return FileResponse(endpoints.service.file_for(sha256.lower()), media_type="application/octet-stream")
 
-    @router.put(
+    router.add_api_route(
         p.MANAGER_FRAME,
+        endpoints.frame,
+        methods=["PUT"],
         summary="Upload a rendered frame (the body is the image file)",
         response_model=None,
         responses={**_reply_doc(p.FrameAccepted, "Whether the frame was taken"), **_errors(400, 422)},
-        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}}},
+        openapi_extra={
+            "parameters": [*_FRAME_PATH, *_FRAME_HEADERS],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}},
+        },
     )
-    async def frame(
-        task_id: str,
-        frame: Annotated[int, _FRAME],
-        request: Request,
-        agent_id: Annotated[str, Header(alias=p.HEADER_AGENT_ID)],
-        sha256: Annotated[str, Header(alias=p.HEADER_SHA256, pattern=_SHA256)],
-        seconds: Annotated[float, Header(alias=p.HEADER_RENDER_SECONDS, ge=0, allow_inf_nan=False)],
-        extension: Annotated[str, Header(alias=p.HEADER_EXTENSION, pattern=r"^\.?[A-Za-z0-9]{1,8}$")],
-        attempt: Annotated[str | None, Header(alias=p.HEADER_ATTEMPT)] = None,
-    ) -> dict[str, Any]:
-        tmp_dir = service.frame_upload_dir(task_id)
-        if tmp_dir is None:  # not a task being rendered: nothing is written, as for any late frame
-            return p.FrameAccepted(accepted=False).to_dict()
-        digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix=".upload-", delete=False) as out:
-            received = Path(out.name)
-            try:
-                async for chunk in request.stream():
-                    digest.update(chunk)
-                    out.write(chunk)
-            except BaseException:
-                received.unlink(missing_ok=True)
-                raise
-        if digest.hexdigest() != sha256.lower():
-            received.unlink(missing_ok=True)
-            raise ApiError(400, "the frame's sha256 does not match its bytes (damaged in transit)")
-        return service.accept_frame(
-            task_id, frame, agent_id, attempt, received, sha256.lower(), seconds, extension
-        ).to_dict()
-
-    @router.post(
+    router.add_api_route(
         p.MANAGER_FRAME_FAILED,
+        endpoints.frame_failed,
+        methods=["POST"],
         summary="An agent could not render a frame",
         response_model=None,
         responses={**_ok(FrameFailedReplyBody), **_errors(400, 413, 422)},
-        openapi_extra=_message_doc(p.FrameFailure),
+        openapi_extra={"parameters": _FRAME_PATH, **_message_doc(p.FrameFailure)},
     )
-    async def frame_failed(task_id: str, frame: Annotated[int, _FRAME], request: Request) -> dict[str, str]:
-        failure = await _message(request, p.FrameFailure)
-        outcome = service.frame_failed(task_id, frame, failure)
-        return {"outcome": outcome.value}
-
     return router
+
+
+def _header_doc(name: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"in": "header", "name": name, "required": required, "schema": {"title": name, **schema}}
+
+
+_FRAME_DESCRIPTION = "A frame number (Blender's range)"
+_FRAME_PATH: list[dict[str, Any]] = [
+    {"in": "path", "name": "task_id", "required": True, "schema": {"title": "Task Id", "type": "string"}},
+    {
+        "in": "path",
+        "name": "frame",
+        "required": True,
+        "description": _FRAME_DESCRIPTION,
+        "schema": {
+            "title": "Frame",
+            "type": "integer",
+            "minimum": -MAX_FRAME,
+            "maximum": MAX_FRAME,
+            "description": _FRAME_DESCRIPTION,
+        },
+    },
+]
+_FRAME_HEADERS = [
+    _header_doc(p.HEADER_AGENT_ID, {"type": "string"}),
+    _header_doc(p.HEADER_SHA256, {"type": "string", "pattern": SHA256_PATTERN}),
+    _header_doc(p.HEADER_RENDER_SECONDS, {"type": "number", "minimum": 0}),
+    _header_doc(p.HEADER_EXTENSION, {"type": "string", "pattern": EXTENSION_PATTERN}),
+    _header_doc(p.HEADER_ATTEMPT, {"anyOf": [{"type": "string"}, {"type": "null"}]}, required=False),
+]

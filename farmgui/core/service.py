@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from blendfile.project import open_project
 
 from . import db
 from .chunking import ChunkPolicy
+from .frame_rows import FrameRowWriter
 from .inspect import scene_problems
 from .models import Agent, BlockedAgent, Frame, RenderTask, TaskEvent, utcnow
 from .scheduler import FrameState, Outcome, Scheduler, TaskRun
@@ -168,7 +170,10 @@ class FarmService:
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._agent_info: dict[str, AgentInfo] = {}
+        self._assignment_fields: dict[str, dict[str, Any]] = {}
+        """Task id -> the ``WorkAssignment`` fields of a task being rendered (see ``_start_rendering``)."""
         self._restore()
+        self.frame_rows = FrameRowWriter(self.engine)
 
     # -- lifetime ----------------------------------------------------------------------------
     def start(self, interval_s: float = 1.0) -> None:
@@ -188,6 +193,7 @@ class FarmService:
             event.set()
         for thread in list(self._merges.values()):
             thread.join(timeout=30)
+        self.frame_rows.close()
         self.engine.dispose()
 
     def _maintain(self, interval_s: float) -> None:
@@ -442,6 +448,7 @@ class FarmService:
     # -- user actions --------------------------------------------------------------------------
     def _change_stage(self, s: so.Session, task: RenderTask, target: Stage) -> None:
         task.stage = transition(task.stage, target)
+        self._assignment_fields.pop(task.id, None)  # the next assignment reads the task again (``_start_rendering``)
 
     def cancel(self, task_id: str) -> None:
         with self.lock, self.sessions.begin() as s:
@@ -628,6 +635,7 @@ class FarmService:
                     }
                     for n, slot in sorted(entry.frames.items())
                 ]
+        self.frame_rows.flush()  # rows of the task's last frames may still be on their way
         with self.sessions.begin() as s:
             self._get(s, task_id)
             rows = s.execute(
@@ -665,6 +673,7 @@ class FarmService:
             return self.storage.absolute(task.result_path)
 
     def frame_files(self, task_id: str) -> list[Path]:
+        self.frame_rows.flush()
         with self.sessions.begin() as s:
             self._get(s, task_id)
             rows = s.scalars(
@@ -749,30 +758,38 @@ class FarmService:
             work = self.scheduler.request_work(req.agent_id, req.warm_tasks, req.queued_frames)
             if work is None:
                 return None
-            with self.sessions.begin() as s:
-                task = self._get(s, work.task_id)
-                if task.stage is Stage.QUEUED:
-                    task.stage = transition(task.stage, Stage.RENDERING)
-                    task.started_at = task.started_at or utcnow()
-                if task.file_sha256 is None or task.data_type is None:
-                    raise FarmError(f"task {task.id} has no file")
-                return WorkAssignment(
-                    task_id=task.id,
-                    attempt=work.attempt,
-                    frames=work.frames,
-                    file_sha256=task.file_sha256,
-                    file_name=task.original_name or "task.blend",
-                    file_size=task.file_size,
-                    data_type=task.data_type.value,
-                    scene=task.scene or "",
-                    blender_version=task.blender_version or "0.0",
-                    output_type=(task.output_type or RenderOutputType.PNG).value,
-                    trusted=task.trusted,
-                    frame_timeout_s=task.frame_timeout_s,
-                    memory_limit_mb=task.memory_limit_mb,
-                    main_blend=task.main_blend,
-                    **self._tile_fields(task),
-                )
+            fields = self._assignment_fields.get(work.task_id)
+            if fields is None:
+                fields = self._start_rendering(work.task_id)
+            return WorkAssignment(task_id=work.task_id, attempt=work.attempt, frames=work.frames, **fields)
+
+    def _start_rendering(self, task_id: str) -> dict[str, Any]:
+        """A task's first assignment (or first since a stage change): the stage becomes ``rendering``, and what every
+        assignment of the task tells the agent is read once and kept (``_assignment_fields``) until the task's stage
+        changes again: the row read per assignment was 1.7 ms in benchmarks/manager_scale.py's profile."""
+        with self.sessions.begin() as s:
+            task = self._get(s, task_id)
+            if task.stage is Stage.QUEUED:
+                task.stage = transition(task.stage, Stage.RENDERING)
+                task.started_at = task.started_at or utcnow()
+            if task.file_sha256 is None or task.data_type is None:
+                raise FarmError(f"task {task.id} has no file")
+            fields = dict(
+                file_sha256=task.file_sha256,
+                file_name=task.original_name or "task.blend",
+                file_size=task.file_size,
+                data_type=task.data_type.value,
+                scene=task.scene or "",
+                blender_version=task.blender_version or "0.0",
+                output_type=(task.output_type or RenderOutputType.PNG).value,
+                trusted=task.trusted,
+                frame_timeout_s=task.frame_timeout_s,
+                memory_limit_mb=task.memory_limit_mb,
+                main_blend=task.main_blend,
+                **self._tile_fields(task),
+            )
+        self._assignment_fields[task_id] = fields
+        return fields
 
     @staticmethod
     def _tile_fields(task: RenderTask) -> dict[str, Any]:
@@ -811,7 +828,29 @@ class FarmService:
         seconds: float,
         ext: str,
     ) -> FrameAccepted:
-        """A frame file arrived (already on disk at ``received``, sha256 checked by the caller)."""
+        """A frame file arrived (already on disk at ``received``, sha256 checked by the caller); answers once its row
+        is committed."""
+        accepted, committed = self.receive_frame(task_id, frame, agent_id, attempt, received, sha256, seconds, ext)
+        if committed is not None:
+            committed.result()
+        return accepted
+
+    def receive_frame(
+        self,
+        task_id: str,
+        frame: int,
+        agent_id: str,
+        attempt: str | None,
+        received: Path,
+        sha256: str,
+        seconds: float,
+        ext: str,
+    ) -> tuple[FrameAccepted, Future[None] | None]:
+        """``accept_frame`` without the wait: the answer, and for a frame taken the future of its database row.
+
+        The API's event loop awaits the future, so the upload is answered only once the frame is durable while the
+        loop serves other requests; rows that arrive together are committed together (``FrameRowWriter``).
+        """
         try:
             ext = safe_extension(ext)
         except ValueError as exc:
@@ -821,28 +860,24 @@ class FarmService:
             outcome = self.scheduler.frame_done(agent_id, task_id, frame, seconds, attempt)
             if outcome is not Outcome.ACCEPTED:
                 received.unlink(missing_ok=True)
-                return FrameAccepted(accepted=False, duplicate=outcome is Outcome.DUPLICATE)
+                return FrameAccepted(accepted=False, duplicate=outcome is Outcome.DUPLICATE), None
             target = self.storage.frame_path(task_id, frame, ext)
             received.replace(target)
-            with self.sessions.begin() as s:
-                s.execute(
-                    sa.update(Frame)
-                    .where(Frame.task_id == task_id, Frame.number == frame)
-                    .values(
-                        state=FrameState.DONE,
-                        agent_id=agent_id,
-                        render_seconds=seconds,
-                        sha256=sha256,
-                        path=self.storage.relative(target),
-                        renders=self.scheduler.tasks[task_id].frames[frame].renders,
-                        updated_at=utcnow(),
-                    )
-                    # No Frame object lives in this session: skip the ORM's search for ones to update (this
-                    # statement was 2.6 ms of an upload's 6.7 ms in benchmarks/manager_scale.py's profile).
-                    .execution_options(synchronize_session=False)
-                )
+            committed = self.frame_rows.submit(
+                task_id,
+                frame,
+                {
+                    "state": FrameState.DONE,
+                    "agent_id": agent_id,
+                    "render_seconds": seconds,
+                    "sha256": sha256,
+                    "path": self.storage.relative(target),
+                    "renders": self.scheduler.tasks[task_id].frames[frame].renders,
+                    "updated_at": utcnow(),
+                },
+            )
             self._advance_stages()
-            return FrameAccepted(accepted=True)
+            return FrameAccepted(accepted=True), committed
 
     def frame_failed(self, task_id: str, frame: int, failure: FrameFailure) -> Outcome:
         with self.lock:
@@ -893,7 +928,7 @@ class FarmService:
                 )
             elif outcome is Outcome.TASK_FAILED:
                 entry = self.scheduler.tasks[task_id]
-                task.stage = transition(task.stage, Stage.FAILED)
+                self._change_stage(s, task, Stage.FAILED)
                 task.error = entry.error
                 task.finished_at = utcnow()
                 s.execute(
@@ -927,7 +962,7 @@ class FarmService:
                     if task is None or task.stage in (Stage.FINISHED, Stage.CANCELLED, Stage.FAILED):
                         continue
                     if task.stage is not Stage.MERGING:
-                        task.stage = transition(task.stage, Stage.MERGING)
+                        self._change_stage(s, task, Stage.MERGING)
                         task.merge_progress = 0.0
                 self._start_merge(task_id)
 
@@ -942,6 +977,7 @@ class FarmService:
         from .merging import merge_task
 
         try:
+            self.frame_rows.flush()  # the merge reads the frames' rows: the last ones may still be on their way
             result = merge_task(self, task_id, cancel)
         except Exception as exc:  # any merge failure becomes the task's error, shown to the user
             log.exception("merge of %s failed", task_id)
@@ -977,12 +1013,12 @@ class FarmService:
             if task is None or task.stage is not Stage.MERGING:
                 return
             if result is not None:
-                task.stage = transition(task.stage, Stage.FINISHED)
+                self._change_stage(s, task, Stage.FINISHED)
                 task.result_path = self.storage.relative(result)
                 task.merge_progress = 1.0
                 s.add(TaskEvent(task_id=task_id, message=f"finished: {result.name}"))
             else:
-                task.stage = transition(task.stage, Stage.FAILED)
+                self._change_stage(s, task, Stage.FAILED)
                 task.error = error
                 s.add(TaskEvent(task_id=task_id, level="error", message=error or "merge failed"))
             task.finished_at = utcnow()

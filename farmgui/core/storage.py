@@ -145,6 +145,8 @@ class Storage:
             stale.unlink(missing_ok=True)
         self._digests: dict[Path, tuple[tuple[int, int, int, int], str]] = {}
         self._digests_lock = threading.Lock()
+        self._task_dirs: set[str] = set()
+        """Tasks whose ``frames`` folder exists: every frame upload asks for it, twice (tasks are never removed)."""
 
     def upload_path(self, task_id: str) -> Path:
         return self.root / "uploads" / f"{task_id}.part"
@@ -203,7 +205,9 @@ class Storage:
 
     def task_dir(self, task_id: str) -> Path:
         path = self.root / "tasks" / task_id
-        (path / "frames").mkdir(parents=True, exist_ok=True)
+        if task_id not in self._task_dirs:
+            (path / "frames").mkdir(parents=True, exist_ok=True)
+            self._task_dirs.add(task_id)
         return path
 
     def frame_path(self, task_id: str, frame: int, ext: str) -> Path:
