@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -362,6 +363,15 @@ class Agent(Process):
     def assigned_frames(self, task: str) -> list[int]:
         return [n for _, frames in self.assignments(task) for n in frames]
 
+    def logged_since(self, when: datetime, text: str) -> bool:
+        """Whether a line of the agent's log written after ``when`` contains ``text``."""
+        pattern = re.compile(rf"^(\S+ \S+) .*{re.escape(text)}", re.MULTILINE)
+        return any(parse_time(m.group(1)) > when for m in pattern.finditer(self.log()))
+
+    def outbox(self) -> list[Path]:
+        """Frames rendered and not delivered yet (the agent removes each once the manager has it)."""
+        return sorted((self.work_dir / "outbox").glob("*"))
+
     def blender_pids(self) -> list[int]:
         """Blender processes rendering for this agent (their command line names its work directory)."""
         pids = []
@@ -378,7 +388,8 @@ class Agent(Process):
 class Slowdown:
     """Makes an agent's Blender ``factor`` times slower: SIGCONT for a slice, SIGSTOP for the rest, repeated.
 
-    A thread in the test process; :meth:`stop` leaves every process running.
+    A thread in the test process; :meth:`stop` leaves every process running. ``factor=math.inf`` never lets
+    Blender run (see :class:`Freeze`).
     """
 
     def __init__(self, agent: Agent, factor: float, period_s: float = 0.2) -> None:
@@ -402,8 +413,9 @@ class Slowdown:
                 self._signal(pids, signal.SIGSTOP)
                 if self._stop.wait(self.stop_s):
                     break
-                self._signal(pids, signal.SIGCONT)
-                self._stop.wait(self.run_s)
+                if self.run_s > 0:
+                    self._signal(pids, signal.SIGCONT)
+                    self._stop.wait(self.run_s)
         finally:
             self._signal(pids, signal.SIGCONT)
 
@@ -411,6 +423,26 @@ class Slowdown:
         self._stop.set()
         self._thread.join(timeout=5)
         self._signal(self.agent.blender_pids(), signal.SIGCONT)
+
+
+class Freeze(Slowdown):
+    """Holds an agent's Blender stopped (SIGSTOP) until :meth:`stop`; one it starts meanwhile is stopped within
+    ``poll_s``. The agent itself runs on: it heartbeats, takes work and uploads, but renders nothing. A test
+    orders events with it, where waiting for another agent to be quick enough would be a race."""
+
+    def __init__(self, agent: Agent, poll_s: float = 0.05) -> None:
+        super().__init__(agent, math.inf, poll_s)
+
+
+@contextlib.contextmanager
+def frozen(*agents: Agent) -> Iterator[None]:
+    """:class:`Freeze` these agents' Blenders for the block."""
+    holds = [Freeze(agent) for agent in agents]
+    try:
+        yield
+    finally:
+        for hold in holds:
+            hold.stop()
 
 
 class Farm:

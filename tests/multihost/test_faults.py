@@ -23,7 +23,7 @@ import pytest
 from agent import protocol as p
 from tests.integration.farm import processes_mentioning, wait_for
 
-from .lan import Agent, Farm, Slowdown, crashing_blender, farm_on_a_lan, fill, parse_time
+from .lan import Agent, Farm, Slowdown, crashing_blender, farm_on_a_lan, fill, frozen, parse_time
 
 pytestmark = [pytest.mark.multihost, pytest.mark.blender, pytest.mark.slow]
 
@@ -200,6 +200,12 @@ def test_link_cut_while_fetching_the_file_is_no_render_failure(link_cuts: LinkCu
     assert link_cuts.download_cut_errors == []
 
 
+def idle_since(agent: Agent, when: datetime) -> bool:
+    """Whether the agent's worker, with the manager down since ``when``, has run out of frames: it asks the
+    manager for work, fails, and says hello again only when it holds none (``AgentCore._work_loop``)."""
+    return agent.logged_since(when, "manager unreachable")
+
+
 @dataclass
 class RestartRun:
     rendered_again: dict[str, list[int]]
@@ -214,37 +220,68 @@ class RestartRun:
 @pytest.fixture(scope="module")
 def manager_restart(lan_ready: None, tmp_path_factory: pytest.TempPathFactory, lan_scenes: Path) -> RestartRun:
     """Scenario 3, run once for the two tests below. a3's Blender crashes on every frame of the task, so the
-    kill falls between its first and third failure."""
+    kill falls between its first and third failure.
+
+    a3 takes 3-4 s a try (its Blender starts anew after each crash), a1 and a2 well under a second a frame:
+    left to their speeds, a1 and a2 could finish the task before a3's third try (1 run in 3 did). So the order
+    is set, not raced: a1's and a2's Blenders are frozen (SIGSTOP) from their 4th frame until a3's first crash;
+    just before the kill the three agents are disabled (the restarted manager reads that from its database,
+    so it gives none of them work); a1 and a2 render what they hold while the manager is down, and deliver it
+    from their outboxes once it is back; only then is a3 enabled, alone, until it is taken off, and then a1
+    and a2 finish the task. A frame a1 or a2 delivered while a3 was failing it would be no failure of a3's
+    (the frame was done) but still an error in the task's log, so the two must not overlap.
+    """
     root = tmp_path_factory.mktemp("manager-restart")
     video = lan_scenes / "medium_mkv.blend"
+    last = 48
     with farm_on_a_lan(root, ["a1", "a2", "a3"], HEARTBEAT_TIMEOUT) as farm:
         farm.start(options={"a3": {"blender": str(crashing_blender(root / "bin", video))}})
-        crasher = farm.api.agent_id("a3")
-        key = farm.api.submit(video, frame_end=120)  # long enough for a3 to crash a third time after the restart
+        ids = {name: farm.api.agent_id(name) for name in farm.agents}
+        crasher = ids["a3"]
+        others = (farm.agents["a1"], farm.agents["a2"])
+        key = farm.api.submit(video, frame_end=last)
 
         def crashes() -> list[dict[str, Any]]:
             return [e for e in farm.api.events(key) if e["level"] == "error" and e["agent"] == crasher]
 
-        wait_for(
-            "4 finished frames and a3's first crash",
-            lambda: farm.api.progress(key)["frames_done"] >= 4 and crashes(),
-            120,
-            0.1,
-        )
-        farm.kill_manager()
-        killed, killed_utc = datetime.now(), datetime.now(UTC).isoformat()  # agents' logs, the manager's events
-        time.sleep(2)  # the agents finish what they hold; their outboxes keep the frames
+        def taken_off() -> bool:
+            return any(
+                e["level"] == "warning" and e["agent"] == crasher and "taken off" in e["message"]
+                for e in farm.api.events(key)
+            )
+
+        wait_for("4 finished frames", lambda: farm.api.progress(key)["frames_done"] >= 4, 120, 0.1)
+        with frozen(*others):
+            wait_for("a3's first crash", crashes, 60, 0.1)
+            for agent_id in ids.values():
+                farm.api.post(f"/api/agents/{agent_id}/disable/")
+            # At once: a3's next try needs a new Blender (3 s), so the kill falls before its second crash.
+            farm.kill_manager()
+            killed, killed_utc = datetime.now(), datetime.now(UTC).isoformat()  # agents' logs, manager's events
+        # The agents finish what they hold; their outboxes keep the frames. With the manager down, an agent's
+        # worker tries to say hello again only once it has no frame left.
+        wait_for("a1 and a2 to render what they hold", lambda: all(idle_since(a, killed) for a in others), 60, 0.2)
         on_disk = {int(f.stem.removeprefix("frame_")) for f in farm.frames_dir(key).glob("frame_*.png")}
+        outboxes = {
+            a.name: sorted(int(f.stem.split("-", 1)[1]) for f in a.outbox() if f.suffix == ".json") for a in others
+        }
         farm.start_manager()
         restarted_at = time.monotonic()
         farm.wait_online(set(farm.agents), 60)
         back_after = time.monotonic() - restarted_at
         # A frame is done for the restarted manager exactly when its file was stored before the kill.
         assert farm.api.done(key) >= on_disk
+        wait_for("a1 and a2 to deliver their outboxes", lambda: not any(a.outbox() for a in others), 60, 0.2)
+        assert farm.api.progress(key)["stage"] == "rendering", "frames are left for a3 to fail"
+        farm.api.post(f"/api/agents/{crasher}/enable/")
+        wait_for("a3 to be taken off the task", taken_off, 90, 0.1)
+        for name in ("a1", "a2"):
+            farm.api.post(f"/api/agents/{ids[name]}/enable/")
         farm.api.wait_stage(key, {"finished", "failed"}, 180)
-        farm.check_result(key, range(1, 121), video=True)
+        farm.check_result(key, range(1, last + 1), video=True)
         assert all(agent.alive() for agent in farm.agents.values()), "no agent was restarted"
         events = farm.api.events(key)
+        print(f"frames delivered from the outboxes after the restart: {outboxes}")
         return RestartRun(
             {
                 name: sorted({n for when, frames in agent.assignments(key) if when > killed for n in frames} & on_disk)
