@@ -905,14 +905,17 @@ class FarmService:
             task = s.get(RenderTask, task_id)
             if task is None:
                 return Outcome.UNKNOWN
+            counted = outcome is not Outcome.DUPLICATE
             s.add(
                 TaskEvent(
                     task_id=task_id,
-                    level="error",
+                    # A failure on a frame another agent had already delivered changes nothing and is not counted
+                    # against the agent: a warning, which ``_restore_failures`` leaves out as the scheduler did.
+                    level="error" if counted else "warning",
                     agent_id=agent_id,
                     frame=frame,
                     fault=fault,
-                    message=error,
+                    message=error if counted else f"{error} (not counted: frame {frame} was already rendered)",
                     log_tail="\n".join(log_tail) or None,
                 )
             )

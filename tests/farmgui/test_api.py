@@ -344,3 +344,48 @@ def test_failure_counts_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
             assert outcomes == ["retry", "agent-blocked"]
     finally:
         service.close()
+
+
+def test_a_failure_on_a_frame_already_delivered_is_not_counted_before_or_after_a_restart(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """An agent lost with a frame, which another agent then delivers, reports the frame failed later: the frame is
+    done, so the failure changes nothing and is not counted against the agent. The task's log says so as a warning
+    (with Blender's text and the fault), and a restarted manager, rebuilding the counts from the log, agrees."""
+    data = tmp_path / "data"
+    service = FarmService(data, clock=clock)
+    with TestClient(create_app(service, TOKEN)) as client:
+        key = submit(client, frame_start=1, frame_end=6)
+        a = ScriptedAgent(client, "a")
+        work_a = a.work()
+        assert work_a is not None
+        frame = work_a.frames[0]
+        clock.now += 100
+        service.tick()  # a is lost: its frames go back to the queue
+        b = ScriptedAgent(client, "b")
+        work_b = b.work()
+        assert work_b is not None
+        assert frame in work_b.frames
+        assert b.upload(work_b, frame)["accepted"]
+        late = p.FrameFailure("a", work_a.attempt, "Error: late", "render-error")
+        r = client.post(p.MANAGER_FRAME_FAILED.format(task_id=key, frame=frame), json=late.to_dict(), headers=AUTH)
+        assert r.json()["outcome"] == "duplicate"
+        events = [e for e in client.get(f"/api/render-tasks/{key}/events/", headers=AUTH).json() if e["agent"] == "a"]
+        failures = [e for e in events if e["frame"] == frame]
+        assert [(e["level"], e["fault"]) for e in failures] == [("warning", "render-error")]
+        assert failures[0]["message"] == f"Error: late (not counted: frame {frame} was already rendered)"
+    service.close()
+    service = FarmService(data, clock=clock)
+    try:
+        with TestClient(create_app(service, TOKEN)) as client:
+            a = ScriptedAgent(client, "a")
+            outcomes = []
+            for _ in range(3):
+                work = a.work()
+                assert work is not None
+                failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
+                url = p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0])
+                outcomes.append(client.post(url, json=failure.to_dict(), headers=AUTH).json()["outcome"])
+            assert outcomes == ["retry", "retry", "agent-blocked"], "3 failures of its own, as if none before"
+    finally:
+        service.close()
