@@ -36,6 +36,9 @@ class ServerThread:
             log_level=log_level,
             access_log=False,
             lifespan="off",
+            # No proxy stands between agents and the manager: X-Forwarded-For from a local process must not
+            # change the address a request is taken to come from (uvicorn trusts it from 127.0.0.1 by default).
+            proxy_headers=False,
             timeout_graceful_shutdown=2,
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,

@@ -1237,8 +1237,19 @@ def report(data: dict[str, Any]) -> None:
 # --- main -----------------------------------------------------------------------------------------------------
 
 
+def server_stack() -> str:
+    """What uvicorn serves with here: its event loop and HTTP parser are chosen by what is installed."""
+    import importlib.util
+
+    import uvicorn
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn {uvicorn.__version__}, {loop} loop, {http} parser"
+
+
 def floor_server(port_file: Path) -> int:
-    """A bare FastAPI route on the manager's server (``agent.httpserver.ServerThread``: uvicorn, h11): what any
+    """A bare FastAPI route on the manager's server (``agent.httpserver.ServerThread``: uvicorn): what any
     request costs on this machine before the manager does anything."""
     from fastapi import FastAPI, Request
 
@@ -1378,7 +1389,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout_s,
     )
     print(f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}; {BLEND.name}")  # fmt: skip
+          f"load {os.getloadavg()[0]:.2f}; {server_stack()}; {BLEND.name}")  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="frameherd-manager-scale-"))
     started = time.time()
     try:
@@ -1408,6 +1419,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": os.getloadavg(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_s": time.time() - started,
+        "server": server_stack(),
     }
     base, mainrun = data["scenarios"]["baseline"]["render"], data["scenarios"]["main"]["render"]
     data["ratios"] = {

@@ -475,15 +475,20 @@ def _upload_route(service: FarmService, authorize: Callable[[Request], Awaitable
 def create_app(service: FarmService, token: str, links: AgentLinks | None = None) -> FastAPI:
     """The manager's ASGI application."""
 
-    def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
+    def check(credentials: HTTPAuthorizationCredentials | None) -> None:
         if credentials is None or not token_matches(token, credentials.credentials):
             raise ApiError(401, "missing or wrong farm token")
 
+    async def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        # async: FastAPI runs a plain def dependency in a worker thread, and the pool (40 threads) is shared with
+        # file downloads: 100 agents fetching a task's file at once held every poll back by ~0.3 s.
+        check(credentials)
+
     async def authorized_early(request: Request) -> None:
         """The same check, for a route that must make it before the body is read (uploads)."""
-        authorized(await _bearer(request))
+        check(await _bearer(request))
 
     app = FastAPI(
         title="Frameherd manager",
@@ -658,7 +663,9 @@ def _user_router(service: FarmService, authorize: Callable[[Request], Awaitable[
         response_model=None,
         responses={**_ok(ProgressBody), **_errors(404, 422)},
     )
-    def progress(task_key: str) -> dict[str, Any]:
+    async def progress(task_key: str) -> dict[str, Any]:
+        # On the event loop, not in a worker thread: it is answered from the scheduler's memory and one row read
+        # (~1 ms), and the thread pool may be busy with downloads (benchmarks/manager_scale.py polls it 5x a second).
         return _progress_json(service, task_key)
 
     @router.get(
