@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,27 +13,14 @@ from starlette.routing import Route
 
 from agent import protocol as p
 from farmgui.core.agent_api import check_values
-from farmgui.core.api import create_app
 from farmgui.core.api_errors import ApiError
 from farmgui.core.models import Frame
 from farmgui.core.scheduler import FrameState
 from farmgui.core.service import FarmService
 from tests.pngs import png_bytes
 
-from .test_api import AUTH, TOKEN, ScriptedAgent, submit
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[FarmService]:
-    svc = FarmService(tmp_path / "data")
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(service: FarmService) -> Iterator[TestClient]:
-    with TestClient(create_app(service, TOKEN)) as c:
-        yield c
+from .conftest import AUTH, TOKEN
+from .test_api import ScriptedAgent, submit
 
 
 def test_the_agent_routes_are_matched_first_and_still_documented(client: TestClient) -> None:

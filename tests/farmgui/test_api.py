@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from agent import protocol as p
@@ -20,35 +18,9 @@ from farmgui.core.service import FarmService
 from tests.conftest import BLENDFILES
 from tests.pngs import png_bytes
 
-TOKEN = "test-token-0123456789"
+from .conftest import AUTH, TOKEN, Clock
+
 CAMERA_FILE = BLENDFILES / "gltf-blender-io/36_viewport_material_export.blend"  # 4.5, PNG, has a camera
-AUTH = p.bearer(TOKEN)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(tmp_path: Path, clock: Clock) -> Iterator[FarmService]:
-    svc = FarmService(tmp_path / "data", clock=clock)
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(service: FarmService) -> Iterator[TestClient]:
-    with TestClient(create_app(service, TOKEN)) as c:
-        yield c
 
 
 def submit(client: TestClient, path: Path = CAMERA_FILE, **form: Any) -> str:

@@ -31,24 +31,11 @@ from farmgui.core.service import BadRequest, FarmService
 from farmgui.core.storage import Storage, UploadTooLarge
 from tests.conftest import BLENDFILES
 
-TOKEN = "upload-token-0123456789"
-AUTH = p.bearer(TOKEN)
+from .conftest import AUTH, TOKEN
+
 CAMERA_FILE = BLENDFILES / "gltf-blender-io/36_viewport_material_export.blend"  # 4.5, PNG, has a camera
 URL = "/api/render-tasks/run_task/"
 BOUNDARY = "frameherd-test-boundary"
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[FarmService]:
-    svc = FarmService(tmp_path / "data")
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(service: FarmService) -> Iterator[TestClient]:
-    with TestClient(create_app(service, TOKEN)) as c:
-        yield c
 
 
 def leftovers(data_dir: Path) -> list[str]:
