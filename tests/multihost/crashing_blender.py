@@ -2,8 +2,8 @@
 
 ``python crashing_blender.py --real /usr/bin/blender --file-contains SHA [--after 0.3] -- BLENDER-ARGS``.
 ``--version`` and any file other than the one named go straight to the real Blender (``exec``). For the named
-file every frame the agent sends crashes: the command is passed on, and ``--after`` seconds later (mid-render)
-Blender gets SIGSEGV, prints its own crash report and dies; this wrapper then dies of the same signal, as a
+file every frame the agent sends crashes: the command is passed on, Blender is held there, and ``--after`` seconds
+later it gets SIGSEGV, prints its own crash report and dies; this wrapper then dies of the same signal, as a
 Blender that crashed would.
 """
 
@@ -44,8 +44,13 @@ def main() -> None:
         except ValueError:
             continue
         if isinstance(command, dict) and command.get("cmd") == "render":
+            # Held (SIGSTOP) from the moment it has the command, so that it cannot finish a tiny frame within
+            # ``--after`` and deliver it (test_scale's 0.1 s frames did, 1 run in 12); then SIGSEGV, delivered when
+            # it continues: Blender's own crash handler runs, prints its report and ends the process.
+            os.kill(child.pid, signal.SIGSTOP)
             time.sleep(options.after)
             os.kill(child.pid, signal.SIGSEGV)
+            os.kill(child.pid, signal.SIGCONT)
             child.wait()
             signal.signal(signal.SIGSEGV, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGSEGV)
