@@ -52,6 +52,8 @@ POLL_MS = 500
 DETAIL_COST_FACTOR = 3
 """A task's detail is read again no sooner than this many times its last read took (at least POLL_MS):
 reading 10,000 frames takes the core ~0.4 s, which must not become most of a CPU."""
+DETAIL_READ_DELAY_MS = 30
+"""Showing the detail's tab reads the task again this long after, when the tab has been painted."""
 HIDDEN_DETAIL_FRAMES = 2_000
 """While its tab is hidden, the detail of a task with up to this many frames is kept fresh (a read costs
 a few ms), so showing the tab shows current frames at once; a bigger task is read when the tab is shown."""
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         self._detail_loading = False
         self._detail_due = 0.0
         """time.monotonic() before which the detail is not read again (see DETAIL_COST_FACTOR)."""
+        self._shown_rows: list[list[dict[str, object]]] = []
         self._stages: dict[str, str] = {}
         self.setWindowTitle("Frameherd")
         self.setWindowIcon(app_icon())
@@ -153,8 +156,14 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.tasks_view, "Tasks")
         self.tabs.addTab(self.agents_view, "Agents")
         self.tabs.addTab(self.detail, "Task detail")
+        # Showing the detail reads the task again, once the tab has been painted: the read (10,000 frames on a
+        # worker) holds the GIL, which the paint's Python parts would otherwise wait for.
+        self._detail_shown = QTimer(self)
+        self._detail_shown.setSingleShot(True)
+        self._detail_shown.setInterval(DETAIL_READ_DELAY_MS)
+        self._detail_shown.timeout.connect(lambda: self._refresh_detail(force=True))
         self.tabs.currentChanged.connect(
-            lambda *_: self._refresh_detail(force=True) if self.tabs.currentWidget() is self.detail else None
+            lambda *_: self._detail_shown.start() if self.tabs.currentWidget() is self.detail else None
         )
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.top_splitter)
@@ -268,8 +277,8 @@ class MainWindow(QMainWindow):
 
     def _refresh_detail(self, force: bool = False) -> None:
         """Read the selected task's frames and log off the GUI thread: at once when forced (another task,
-        the tab shown), else no more often than DETAIL_COST_FACTOR times what the last read cost, and
-        while the tab is hidden only for a small task (HIDDEN_DETAIL_FRAMES)."""
+        the tab just shown and painted), else no more often than DETAIL_COST_FACTOR times what the last read
+        cost, and while the tab is hidden only for a small task (HIDDEN_DETAIL_FRAMES)."""
         key = self.selected_task()
         if key is None or self.manager is None or self._detail_loading:
             return
@@ -284,10 +293,14 @@ class MainWindow(QMainWindow):
         service = self.manager.service
         names = {a.key: a.name for a in (self.snapshot.agents if self.snapshot else ())}
         shown = self.detail.shown_thumbnail if self.detail.key == key else None
+        view = self.detail.view()
+        # The rows the detail showed before: freed on the worker (10,000 of them take the GUI thread 0.8 ms).
+        release, self._shown_rows = self._shown_rows, []
         started = time.monotonic()
 
         def load() -> tuple[DetailData, dict[str, str], float]:
-            data = load_detail(key, service.frames, service.events, service.frame_files, names, shown)
+            release.clear()
+            data = load_detail(key, service.frames, service.events, service.frame_files, names, shown, view)
             return data, names, time.monotonic() - started
 
         self._runner.submit(load, self._detail_ready, self._detail_failed)
@@ -308,6 +321,7 @@ class MainWindow(QMainWindow):
         title = row.name if row else data.key[:8]
         if row is not None and row.stage == "merging":
             title += f" (merging {row.progress:.0%})"
+        self._shown_rows.append(self.detail.grid.frames)  # freed by the next read (see _refresh_detail)
         self.detail.show_data(title, data, names)
 
     def _submit(self) -> None:
@@ -566,6 +580,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt's name
         self._timer.stop()
+        self._detail_shown.stop()
         self.submitter.cancel()  # a packing stops at its next file, so closing does not wait for all of it
         self._runner.close()
         self.submitter.remove_leftovers()

@@ -1,8 +1,9 @@
 """A task's detail: one cell per frame coloured by state, the newest finished frame, and the log.
 
 Everything that grows with the task (10,000 frames, thousands of events) is prepared off the GUI thread
-by :func:`load_detail`; the GUI thread only swaps in the result. The frame grid paints one indexed
-image (a byte per frame) scaled up, not one rectangle per frame.
+by :func:`load_detail`, down to the grid's picture and the thumbnail scaled for the view's sizes; the GUI
+thread only swaps in the result. The frame grid paints one indexed image (a byte per frame) scaled up,
+not one rectangle per frame.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
+    QStyle,
+    QStyleOptionTabWidgetFrame,
     QToolTip,
     QVBoxLayout,
     QWidget,
@@ -81,6 +84,29 @@ def load_thumbnail(path: Path) -> QImage:
 
 
 @dataclass(frozen=True)
+class DetailView:
+    """The detail view's sizes and colours when a read starts: :func:`load_detail` makes the grid's picture and
+    the scaled thumbnail for them, off the GUI thread (a view that changed meanwhile makes its own)."""
+
+    grid_size: tuple[int, int]
+    """The grid's room (its scroll area's viewport): width, height."""
+    colours: tuple[int, ...]
+    """The grid's colour table (see :func:`colour_table`)."""
+    thumbnail_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GridPicture:
+    """The frame grid as one image, with what it was made for."""
+
+    image: QImage
+    columns: int
+    cell: int
+    gap: int
+    colours: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class DetailData:
     """Everything the detail view shows of one task, ready to be swapped in on the GUI thread."""
 
@@ -93,6 +119,10 @@ class DetailData:
     """The newest finished frame's file."""
     thumbnail: QImage | None
     """Its image, read when ``newest`` changed since the caller's ``shown`` (else None: keep the shown one)."""
+    picture: GridPicture | None = None
+    """The grid's picture for the caller's :class:`DetailView`."""
+    scaled: QImage | None = None
+    """``thumbnail`` scaled to the caller's thumbnail size."""
 
 
 def load_detail(
@@ -102,8 +132,10 @@ def load_detail(
     frame_files: Callable[[str], list[Path]],
     agent_names: dict[str, str],
     shown: str | None,
+    view: DetailView | None = None,
 ) -> DetailData:
-    """Read and prepare a task's detail (runs off the GUI thread; the callables are the service's)."""
+    """Read and prepare a task's detail (runs off the GUI thread; the callables are the service's), with a
+    ``view`` down to the grid's picture and the scaled thumbnail (each about 1 ms the GUI thread no longer spends)."""
     rows = frames(key)
     states = state_bytes(rows)
     counts = {s: states.count(i) for i, s in enumerate(FRAME_STATES)}
@@ -113,7 +145,74 @@ def load_detail(
     newest = max(files, key=lambda f: f.stat().st_mtime, default=None)
     newest_key = str(newest) if newest is not None else None
     thumbnail = load_thumbnail(newest) if newest is not None and newest_key != shown else None
-    return DetailData(key, rows, states, counts, format_log(events(key), agent_names), newest_key, thumbnail)
+    log = format_log(events(key), agent_names)
+    if view is None:
+        return DetailData(key, rows, states, counts, log, newest_key, thumbnail)
+    picture = grid_picture(states, *view.grid_size, view.colours) if min(view.grid_size) > 0 else None
+    scaled = None
+    if thumbnail is not None and not thumbnail.isNull() and min(view.thumbnail_size) > 0:
+        scaled = scale_thumbnail(thumbnail, QSize(*view.thumbnail_size))
+    return DetailData(key, rows, states, counts, log, newest_key, thumbnail, picture, scaled)
+
+
+def cell_size(count: int, width: int, height: int) -> tuple[int, int]:
+    """(cell, gap): the largest cells whose rows of ``count`` fit ``height`` at ``width`` (else the smallest)."""
+    n = max(1, count)
+    for cell, gap in CELL_SIZES:
+        rows = math.ceil(n / max(1, width // (cell + gap)))
+        if rows * (cell + gap) <= height:
+            break
+    return cell, gap
+
+
+def colour_table(palette: QPalette) -> tuple[int, ...]:
+    """The grid's indexed colours: one per state (:func:`state_colours`), the rest transparent."""
+    table = [0] * 256
+    for i, colour in enumerate(state_colours(palette)):
+        table[i] = colour.rgba()
+    return tuple(table)
+
+
+def render_grid(states: bytes, columns: int, cell: int, gap: int, colours: tuple[int, ...]) -> QImage:
+    """The grid as one picture: an indexed image (a byte per frame, a colour per state) scaled up, the gaps
+    between cells cut out. QImage only, so any thread may make it (10,000 frames: 1-2 ms)."""
+    rows = max(1, math.ceil(len(states) / columns))
+    stride = (columns + 3) & ~3  # QImage wants 32-bit aligned lines
+    padded = states.ljust(rows * columns, bytes((_EMPTY,)))
+    data = b"".join(padded[r * columns : (r + 1) * columns].ljust(stride, b"\xff") for r in range(rows))
+    image = QImage(data, columns, rows, stride, QImage.Format.Format_Indexed8)
+    image.setColorTable(list(colours))
+    step = cell + gap
+    picture = QImage(columns * step, rows * step, QImage.Format.Format_ARGB32_Premultiplied)
+    picture.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(picture)
+    painter.drawImage(QRect(0, 0, columns * step, rows * step), image)  # nearest neighbour: crisp cells
+    # Cut the gaps between cells in one call: a tile opaque only on its gap strips, repeated, erases.
+    tile = QImage(step, step, QImage.Format.Format_ARGB32_Premultiplied)
+    tile.fill(Qt.GlobalColor.transparent)
+    tile_painter = QPainter(tile)
+    tile_painter.fillRect(cell, 0, gap, step, Qt.GlobalColor.black)
+    tile_painter.fillRect(0, cell, step, gap, Qt.GlobalColor.black)
+    tile_painter.end()
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationOut)
+    painter.fillRect(picture.rect(), QBrush(tile))
+    painter.end()
+    return picture
+
+
+def grid_picture(states: bytes, width: int, height: int, colours: tuple[int, ...]) -> GridPicture:
+    """The picture a grid with ``width`` x ``height`` of room shows for ``states`` (see :meth:`FrameGrid.fit`)."""
+    cell, gap = cell_size(len(states), width, height)
+    columns = max(1, width // (cell + gap))
+    return GridPicture(render_grid(states, columns, cell, gap, colours), columns, cell, gap, colours)
+
+
+_KEEP_ASPECT = Qt.AspectRatioMode.KeepAspectRatio
+
+
+def scale_thumbnail(image: QImage, size: QSize) -> QImage:
+    """``image`` scaled to fit ``size`` (any thread)."""
+    return image.scaled(size, _KEEP_ASPECT, Qt.TransformationMode.SmoothTransformation)
 
 
 class FrameGrid(QWidget):
@@ -125,17 +224,24 @@ class FrameGrid(QWidget):
         self.states = b""
         self.agent_names: dict[str, str] = {}
         self.cell, self.gap = CELL_SIZES[0]
-        self._picture: QPixmap | None = None
+        self.colours = colour_table(self.palette())
+        self.picture: GridPicture | None = None
+        """What paints the grid: made off the GUI thread (see :meth:`set_frames`), else at the next paint."""
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_frames(
-        self, frames: list[dict[str, Any]], agent_names: dict[str, str], states: bytes | None = None
+        self,
+        frames: list[dict[str, Any]],
+        agent_names: dict[str, str],
+        states: bytes | None = None,
+        picture: GridPicture | None = None,
     ) -> None:
+        """Show ``frames``; ``picture``, made off the GUI thread, is used if it fits the grid when painted."""
         self.frames = frames
         self.states = state_bytes(frames) if states is None else states
         self.agent_names = agent_names
-        self._picture = None
+        self.picture = picture
         self.update()
 
     # -- geometry ----------------------------------------------------------------------------
@@ -148,14 +254,7 @@ class FrameGrid(QWidget):
 
     def fit(self, width: int, height: int) -> None:
         """Take the largest cells whose rows fit ``height`` at ``width`` (the smallest when none do)."""
-        n = max(1, len(self.states))
-        for cell, gap in CELL_SIZES:
-            rows = math.ceil(n / max(1, width // (cell + gap)))
-            if rows * (cell + gap) <= height:
-                break
-        if (cell, gap) != (self.cell, self.gap):
-            self.cell, self.gap = cell, gap
-            self._picture = None
+        self.cell, self.gap = cell_size(len(self.states), width, height)
         self.setFixedSize(width, self.heightForWidth(width))
 
     def hasHeightForWidth(self) -> bool:
@@ -173,48 +272,24 @@ class FrameGrid(QWidget):
         return QRect((i % columns) * self.step, (i // columns) * self.step, self.cell, self.cell)
 
     # -- painting ----------------------------------------------------------------------------
-    def _render(self) -> QPixmap:
-        """The grid as one picture: an indexed image (a byte per frame, a colour per state) scaled up."""
-        columns = self._columns()
-        rows = max(1, math.ceil(len(self.states) / columns))
-        stride = (columns + 3) & ~3  # QImage wants 32-bit aligned lines
-        padded = self.states.ljust(rows * columns, bytes((_EMPTY,)))
-        data = b"".join(padded[r * columns : (r + 1) * columns].ljust(stride, b"\xff") for r in range(rows))
-        image = QImage(data, columns, rows, stride, QImage.Format.Format_Indexed8)
-        table = [0] * 256  # transparent
-        for i, colour in enumerate(state_colours(self.palette())):
-            table[i] = colour.rgba()
-        image.setColorTable(table)
-        step = self.step
-        picture = QPixmap(columns * step, rows * step)
-        picture.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(picture)
-        painter.drawImage(QRect(0, 0, columns * step, rows * step), image)  # nearest neighbour: crisp cells
-        # Cut the gaps between cells in one call: a tile opaque only on its gap strips, repeated, erases.
-        tile = QPixmap(step, step)
-        tile.fill(Qt.GlobalColor.transparent)
-        tile_painter = QPainter(tile)
-        tile_painter.fillRect(self.cell, 0, self.gap, step, Qt.GlobalColor.black)
-        tile_painter.fillRect(0, self.cell, step, self.gap, Qt.GlobalColor.black)
-        tile_painter.end()
-        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationOut)
-        painter.fillRect(picture.rect(), QBrush(tile))
-        painter.end()
-        return picture
-
     def paintEvent(self, event: QPaintEvent) -> None:
         if not self.states:
             return
-        if self._picture is None or self._picture.width() // self.step != self._columns():
-            self._picture = self._render()
+        columns = self._columns()
+        shown = self.picture
+        if shown is None or (shown.columns, shown.cell, shown.gap, shown.colours) != (
+            columns, self.cell, self.gap, self.colours
+        ):  # fmt: skip
+            image = render_grid(self.states, columns, self.cell, self.gap, self.colours)
+            shown = self.picture = GridPicture(image, columns, self.cell, self.gap, self.colours)
         painter = QPainter(self)
         area = event.rect()
-        painter.drawPixmap(area, self._picture, area)
+        painter.drawImage(area, shown.image, area)
         painter.end()
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
-            self._picture = None
+            self.colours = colour_table(self.palette())
         super().changeEvent(event)
 
     # -- hover -------------------------------------------------------------------------------
@@ -274,19 +349,79 @@ class FrameGridArea(QScrollArea):
         return QSize(400, 160)
 
 
+def pane_colour(widget: QWidget) -> QColor:
+    """The colour the style fills a tab widget's pane with (the window's colour where it fills none)."""
+    image = QImage(32, 32, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    option = QStyleOptionTabWidgetFrame()
+    option.initFrom(widget)
+    option.rect = image.rect()
+    painter = QPainter(image)
+    widget.style().drawPrimitive(QStyle.PrimitiveElement.PE_FrameTabWidget, option, painter)
+    painter.end()
+    colour = image.pixelColor(16, 16)
+    return colour if colour.alpha() == 255 else widget.palette().color(QPalette.ColorRole.Window)
+
+
+class Thumbnail(QLabel):
+    """The newest finished frame, scaled to the label once per image and size (not at every refresh)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("no finished frame yet", parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(200, 150)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setObjectName("thumbnail")
+        self.image: QImage | None = None
+
+    def set_image(self, image: QImage | None, text: str = "", scaled: QImage | None = None) -> None:
+        """Show ``image`` (a null or no image: ``text`` instead); ``scaled`` is it already scaled off the GUI
+        thread, used if it was scaled for this label's size."""
+        self.image = image if image is not None and not image.isNull() else None
+        if self.image is None:
+            self.setPixmap(QPixmap())
+            self.setText(text)
+        elif scaled is not None and scaled.size() == self.image.size().scaled(self.size(), _KEEP_ASPECT):
+            self.setPixmap(QPixmap.fromImage(scaled))
+        else:
+            self._scale()
+
+    def _scale(self) -> None:
+        if self.image is not None:
+            self.setPixmap(QPixmap.fromImage(scale_thumbnail(self.image, self.size())))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size() != event.oldSize():
+            self._scale()
+
+
 class TaskDetail(QWidget):
+    """A task's title and counts, its frame grid, its log and its newest frame.
+
+    Two things keep a refresh and a tab switch cheap on the GUI thread (measured with 10,000 frames; see
+    BENCHMARKS.md, "Control station responsiveness"):
+
+    - The page is a layout boundary: its contents live in a child widget that :meth:`resizeEvent` sizes, not in
+      a layout of the page's own (the page has a set minimum size and no size hint). A change inside (the
+      title's counts, a new thumbnail) then lays out the contents only; before, each refresh went up through
+      the tab widget's stack to the ``QTabWidget``, whose answer (``setUpLayout``) repaints itself and the
+      whole shown page: a second full repaint after every refresh and every switch to this tab.
+    - The page paints its own background, in the colour of the tab widget's pane, and says it is opaque, so
+      the tab widget paints only its frame's border: a repaint of the tab widget took 4.7 ms with this page
+      shown (Fusion filling the pane around its scroll areas; 1.1 ms with a table shown), now 0.9 ms.
+    """
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self._pane = pane_colour(self)
         self.title = QLabel("Select a task to see its frames")
         self.title.setTextFormat(Qt.TextFormat.RichText)
         self.title.setWordWrap(True)
         self.grid = FrameGrid()
         self.grid_area = FrameGridArea(self.grid)
-        self.thumbnail = QLabel("no finished frame yet")
-        self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.thumbnail.setMinimumSize(200, 150)
-        self.thumbnail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.thumbnail.setObjectName("thumbnail")
+        self.thumbnail = Thumbnail()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setPlaceholderText("Errors and events of the task, with Blender's own words")
@@ -300,16 +435,37 @@ class TaskDetail(QWidget):
         left = QVBoxLayout()
         left.addWidget(self.title)
         left.addWidget(body, 1)
-        layout = QHBoxLayout(self)
+        self._contents = QWidget(self)
+        layout = QHBoxLayout(self._contents)
         layout.addLayout(left, 3)
         layout.addWidget(self.thumbnail, 1)
-        self._image: QImage | None = None
+        # The tab widget's stack asks every page for its size at each switch; a set minimum answers without
+        # calling into Python (the contents' minimum does not change with what they show).
+        self.setMinimumSize(self._contents.minimumSizeHint())
         self.shown_thumbnail: str | None = None
         """The file the thumbnail shows (passed to :func:`load_detail`, so an unchanged one is not read again)."""
         self.key: str | None = None
         self._name = ""
         self._counts: dict[str, int] = {}
 
+    # -- the layout boundary and the opaque page ---------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._contents.setGeometry(self.rect())
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.fillRect(event.rect(), self._pane)
+        painter.end()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._pane = pane_colour(self)
+            if self.key is not None:
+                self._show_title()
+        super().changeEvent(event)
+
+    # -- contents ------------------------------------------------------------------------------
     def clear(self, message: str = "Select a task to see its frames") -> None:
         self.key = None
         self.title.setText(message)
@@ -321,7 +477,7 @@ class TaskDetail(QWidget):
         self.key = data.key
         self._name, self._counts = title, data.counts
         self._show_title()
-        self.grid.set_frames(data.frames, agent_names, data.states)
+        self.grid.set_frames(data.frames, agent_names, data.states, data.picture)
         self.grid_area.refit()
         if data.log != self.log.toPlainText():
             bar = self.log.verticalScrollBar()
@@ -330,7 +486,7 @@ class TaskDetail(QWidget):
             if at_end:
                 bar.setValue(bar.maximum())
         if data.newest != self.shown_thumbnail:
-            self._set_thumbnail(data.newest, data.thumbnail)
+            self._set_thumbnail(data.newest, data.thumbnail, data.scaled)
 
     def _show_title(self) -> None:
         """The task's name, then each state's count behind a swatch of its grid colour (the legend)."""
@@ -344,33 +500,18 @@ class TaskDetail(QWidget):
         name = self._name.replace("&", "&amp;").replace("<", "&lt;")
         self.title.setText(f"<b>{name}</b>: " + " &nbsp; ".join(parts))
 
-    def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.PaletteChange and self.key is not None:
-            self._show_title()
-        super().changeEvent(event)
-
-    def _set_thumbnail(self, path: str | None, image: QImage | None) -> None:
+    def _set_thumbnail(self, path: str | None, image: QImage | None, scaled: QImage | None = None) -> None:
         self.shown_thumbnail = path
-        self._image = image if image is not None and not image.isNull() else None
-        if self._image is None:
-            self.thumbnail.setPixmap(QPixmap())
-            suffix = Path(path).suffix if path else ""
-            self.thumbnail.setText(f"{suffix} frames have no preview here" if path else "no finished frame yet")
-            return
-        self._scale_thumbnail()
+        suffix = Path(path).suffix if path else ""
+        text = f"{suffix} frames have no preview here" if path else "no finished frame yet"
+        self.thumbnail.set_image(image, text, scaled)
 
-    def _scale_thumbnail(self) -> None:
-        if self._image is not None:
-            size = self.thumbnail.size()
-            self.thumbnail.setPixmap(
-                QPixmap.fromImage(self._image).scaled(
-                    size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-                )
-            )
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self._scale_thumbnail()
+    def view(self) -> DetailView:
+        """What :func:`load_detail` prepares the grid's picture and the thumbnail for (call on the GUI thread)."""
+        room = self.grid_area.viewport().size()
+        return DetailView(
+            (room.width(), room.height()), self.grid.colours, (self.thumbnail.width(), self.thumbnail.height())
+        )
 
 
 def colour_of(state: str, palette: QPalette) -> QColor:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QObject, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QPalette
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QTabWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from agent import protocol as p
@@ -29,7 +29,16 @@ from farmgui.ui import NONE_GUARD_APPLIED, compat, submission
 from farmgui.ui.file_panel import format_size
 from farmgui.ui.icons import icon, icons_dir
 from farmgui.ui.main_window import MainWindow
-from farmgui.ui.task_detail import CELL_SIZES, FrameGrid, colour_of, state_bytes
+from farmgui.ui.task_detail import (
+    CELL_SIZES,
+    FrameGrid,
+    GridPicture,
+    colour_of,
+    grid_picture,
+    load_detail,
+    pane_colour,
+    state_bytes,
+)
 from farmgui.ui.theme import FRAME_STATES, error_colour, mix, state_colours
 from tests.blender_run import run_blender
 from tests.conftest import BLENDFILES, DATA
@@ -314,6 +323,91 @@ def test_the_grid_takes_smaller_cells_as_frames_grow() -> None:
         grid.fit(800, 240)
         assert (grid.cell, grid.gap) == expected, count
     assert state_bytes(frames_in("queued", "done", "failed", "what")) == bytes((0, 3, 4, len(FRAME_STATES)))
+
+
+def test_a_grid_picture_made_on_another_thread_is_the_one_the_grid_would_make(qtbot: QtBot) -> None:
+    grid = FrameGrid()
+    qtbot.addWidget(grid)
+    frames = frames_in(*[FRAME_STATES[i % len(FRAME_STATES)] for i in range(1_000)])
+    grid.set_frames(frames, {})
+    grid.fit(400, 200)
+    made_here = grid.grab().toImage()
+    states = state_bytes(frames)
+    made: list[GridPicture] = []
+    worker = threading.Thread(target=lambda: made.append(grid_picture(states, 400, 200, grid.colours)))
+    worker.start()
+    worker.join()
+    grid.set_frames(frames, {}, states, made[0])
+    grid.fit(400, 200)
+    assert grid.grab().toImage() == made_here
+    assert grid.picture is made[0]  # painted as it came, not made again
+    grid.fit(300, 200)  # another width: the grid makes its own
+    grid.grab()
+    assert grid.picture is not made[0]
+    assert grid.picture is not None
+    assert grid.picture.columns == 300 // grid.step
+
+
+class LayoutRequests(QObject):
+    """Counts the layout requests a widget receives."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self.count = 0
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # Qt's name
+        self.count += event.type() == QEvent.Type.LayoutRequest
+        return False
+
+
+def test_a_detail_refresh_is_laid_out_within_the_detail(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    """A new title and thumbnail stay inside the page: a layout request reaching the tab widget makes it
+    repaint itself and the whole page (see TaskDetail). The picture and the thumbnail come prepared."""
+    detail = window.detail
+    window.tabs.setCurrentWidget(detail)
+    frames = frames_in(*["done"] * 300, *["queued"] * 700)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"frame_{i}.png")
+        files[-1].write_bytes(png_bytes(640, 360, shade=40 * i))
+
+    def read(done: int, newest: Path) -> None:
+        rows = [dict(f, state="done") if i < done else f for i, f in enumerate(frames)]
+        data = load_detail("k" * 32, lambda _: rows, lambda _: [], lambda _: [newest], {}, None, detail.view())
+        assert data.picture is not None
+        assert data.scaled is not None
+        detail.show_data("shot.blend", data, {})
+        assert detail.grid.picture is data.picture
+        for _ in range(3):
+            QApplication.processEvents()
+
+    read(300, files[0])
+    requests = LayoutRequests(window.tabs)
+    read(400, files[1])
+    assert "400&nbsp;done" in detail.title.text()
+    assert detail.shown_thumbnail == str(files[1])
+    pixmap = detail.thumbnail.pixmap()
+    assert max(pixmap.width() - detail.thumbnail.width(), pixmap.height() - detail.thumbnail.height()) == 0
+    assert requests.count == 0
+
+
+@pytest.mark.parametrize("palette", ["light", "dark"])
+def test_the_detail_paints_its_page_in_the_tab_panes_colour(qtbot: QtBot, window: MainWindow, palette: str) -> None:
+    if palette == "dark":
+        window.setPalette(dark_palette())
+    tabs = QTabWidget()
+    page = QWidget()
+    tabs.addTab(page, "page")
+    tabs.setPalette(window.palette())
+    qtbot.addWidget(tabs)
+    tabs.resize(300, 200)
+    tabs.show()
+    centre = page.mapTo(tabs, page.rect().center())
+    assert tabs.grab().toImage().pixelColor(centre).name() == pane_colour(page).name()  # what a plain page shows
+    window.tabs.setCurrentWidget(window.detail)
+    QApplication.processEvents()
+    assert window.detail.grab().toImage().pixelColor(QPoint(2, 2)).name() == pane_colour(page).name()
 
 
 @pytest.mark.parametrize("palette", ["light", "dark"])

@@ -90,6 +90,8 @@ def test_drop_submit_render_and_see_the_result(qtbot: QtBot, window: MainWindow,
         timeout=10_000,
     )
     qtbot.waitUntil(lambda: not window.detail.thumbnail.pixmap().isNull(), timeout=10_000)
+    # The detail's title is read with its frames, a little after the table: a read during the merge says so.
+    qtbot.waitUntil(lambda: "merging" not in window.detail.title.text(), timeout=10_000)
     assert window.tasks_model.rows[row].frames_done == 9
     screenshot(window, "08-finished-with-thumbnail")
     result = window.manager.service.result_file(window.tasks_model.rows[row].key)  # type: ignore[union-attr]
