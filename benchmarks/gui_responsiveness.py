@@ -60,7 +60,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from agent import protocol as p  # noqa: E402
-from farmgui.core.service import FarmService, TaskOptions  # noqa: E402
+from farmgui.core.service import FarmService, FrameUpload, TaskOptions  # noqa: E402
 from farmgui.ui.app import quiet_gc  # noqa: E402
 from farmgui.ui.main_window import MainWindow  # noqa: E402
 from tests.pngs import png_bytes  # noqa: E402
@@ -160,8 +160,10 @@ class ScriptedAgent(threading.Thread):
             out.write(body)
         seconds = self.frame_s
         reply = self.service.accept_frame(
-            work.task_id, frame, self.agent_id, work.attempt, Path(out.name),
-            hashlib.sha256(body).hexdigest(), seconds, "png",
+            FrameUpload(
+                work.task_id, frame, self.agent_id, work.attempt, Path(out.name),
+                hashlib.sha256(body).hexdigest(), seconds, "png",
+            )
         )  # fmt: skip
         self.counts.add("frames" if reply.accepted else "rejected")
 

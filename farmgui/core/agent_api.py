@@ -29,7 +29,7 @@ from agent import protocol as p
 
 from .api_errors import ApiError
 from .auth import token_matches
-from .service import FarmService
+from .service import FarmService, FrameUpload
 
 _M = TypeVar("_M", bound=p.Message)
 
@@ -214,7 +214,7 @@ class AgentEndpoints:
             received.unlink(missing_ok=True)
             raise ApiError(400, "the frame's sha256 does not match its bytes (damaged in transit)")
         accepted, committed = self.service.receive_frame(
-            task_id, frame, agent_id, attempt, received, sha256, seconds, extension
+            FrameUpload(task_id, frame, agent_id, attempt, received, sha256, seconds, extension)
         )
         if committed is not None:
             # Answered once the row is in the database, so the agent keeps the frame until then; the loop serves

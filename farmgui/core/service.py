@@ -119,6 +119,22 @@ class TaskProgress:
 
 
 @dataclass(frozen=True)
+class FrameUpload:
+    """A rendered frame that arrived from an agent: its file on disk (under the task's folder), checked against its
+    sha256 by whoever received it."""
+
+    task_id: str
+    frame: int
+    agent_id: str
+    attempt: str | None
+    received: Path
+    sha256: str
+    seconds: float
+    """How long the agent's Blender took to render it."""
+    extension: str
+
+
+@dataclass(frozen=True)
 class AgentSnapshot:
     agent_id: str
     name: str
@@ -817,47 +833,27 @@ class FarmService:
             raise NotFound(f"no file {sha256}")
         return path
 
-    def accept_frame(
-        self,
-        task_id: str,
-        frame: int,
-        agent_id: str,
-        attempt: str | None,
-        received: Path,
-        sha256: str,
-        seconds: float,
-        ext: str,
-    ) -> FrameAccepted:
-        """A frame file arrived (already on disk at ``received``, sha256 checked by the caller); answers once its row
-        is committed."""
-        accepted, committed = self.receive_frame(task_id, frame, agent_id, attempt, received, sha256, seconds, ext)
+    def accept_frame(self, upload: FrameUpload) -> FrameAccepted:
+        """A frame file arrived (already on disk, sha256 checked by the caller); answers once its row is committed."""
+        accepted, committed = self.receive_frame(upload)
         if committed is not None:
             committed.result()
         return accepted
 
-    def receive_frame(
-        self,
-        task_id: str,
-        frame: int,
-        agent_id: str,
-        attempt: str | None,
-        received: Path,
-        sha256: str,
-        seconds: float,
-        ext: str,
-    ) -> tuple[FrameAccepted, Future[None] | None]:
+    def receive_frame(self, upload: FrameUpload) -> tuple[FrameAccepted, Future[None] | None]:
         """``accept_frame`` without the wait: the answer, and for a frame taken the future of its database row.
 
         The API's event loop awaits the future, so the upload is answered only once the frame is durable while the
         loop serves other requests; rows that arrive together are committed together (``FrameRowWriter``).
         """
+        task_id, frame, agent_id, received = upload.task_id, upload.frame, upload.agent_id, upload.received
         try:
-            ext = safe_extension(ext)
+            ext = safe_extension(upload.extension)
         except ValueError as exc:
             received.unlink(missing_ok=True)
             raise BadRequest(str(exc)) from exc
         with self.lock:
-            outcome = self.scheduler.frame_done(agent_id, task_id, frame, seconds, attempt)
+            outcome = self.scheduler.frame_done(agent_id, task_id, frame, upload.seconds, upload.attempt)
             if outcome is not Outcome.ACCEPTED:
                 received.unlink(missing_ok=True)
                 return FrameAccepted(accepted=False, duplicate=outcome is Outcome.DUPLICATE), None
@@ -869,8 +865,8 @@ class FarmService:
                 {
                     "state": FrameState.DONE,
                     "agent_id": agent_id,
-                    "render_seconds": seconds,
-                    "sha256": sha256,
+                    "render_seconds": upload.seconds,
+                    "sha256": upload.sha256,
                     "path": self.storage.relative(target),
                     "renders": self.scheduler.tasks[task_id].frames[frame].renders,
                     "updated_at": utcnow(),

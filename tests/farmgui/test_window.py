@@ -24,7 +24,7 @@ from agent import protocol as p
 from blendfile import BlenderDataType, BlendFile, open_project
 from farmgui.core.links import Link
 from farmgui.core.packing import PackReport, pack_project
-from farmgui.core.service import FarmService, TaskOptions
+from farmgui.core.service import FarmService, FrameUpload, TaskOptions
 from farmgui.ui import NONE_GUARD_APPLIED, compat, submission
 from farmgui.ui.file_panel import format_size
 from farmgui.ui.icons import icon, icons_dir
@@ -217,7 +217,8 @@ def run_agents(service: FarmService, frames: int = 600, agents: int = 6, rounds:
                 body = png_bytes(64, 36, shade=(frame * 9) % 256)
                 upload.write_bytes(body)
                 sha = hashlib.sha256(body).hexdigest()
-                assert service.accept_frame(key, frame, name, work.attempt, upload, sha, 1.5 + i / 10, "png").accepted
+                arrived = FrameUpload(key, frame, name, work.attempt, upload, sha, 1.5 + i / 10, "png")
+                assert service.accept_frame(arrived).accepted
             rest = [f for f in work.frames if f not in done]
             if rest:
                 running = p.FrameProgress(key, work.attempt, rest[0], 0.3 + i / 10)
