@@ -19,8 +19,8 @@ AUTH = p.bearer(TOKEN)
 class Clock:
     """The service's clock, moved by the test (heartbeat timeouts, stalls)."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
 
     def __call__(self) -> float:
         return self.now

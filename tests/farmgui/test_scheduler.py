@@ -7,18 +7,12 @@ import pytest
 from farmgui.core.chunking import ChunkPolicy, adaptive_chunk_frames, even_share_frames, preview_first_order
 from farmgui.core.scheduler import Assignment, FrameState, Outcome, Scheduler, TaskRun
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture
