@@ -999,9 +999,22 @@ class FarmService:
                 task.merge_progress = value
 
     def merge_inputs(self, task_id: str) -> tuple[RenderTask, list[Path]]:
+        """The task and its frames' files, every one of them: a result with a frame missing is never made.
+
+        The scheduler starts the merge when it holds every frame as done; a frame whose database row could not be
+        written (the upload then failed and its agent, told it is a duplicate, dropped it) has no stored result, and
+        the merge fails naming it instead of delivering a video a frame short.
+        """
         with self.sessions.begin() as s:
             task = self._get(s, task_id)
             s.expunge(task)
+            stored = set(
+                s.scalars(sa.select(Frame.number).where(Frame.task_id == task_id, Frame.state == FrameState.DONE))
+            )
+        missing = [n for n in self._work_units(task) if n not in stored]
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise FarmError(f"{len(missing)} frame(s) have no stored result ({shown}): not merging with frames missing")
         return task, self.frame_files(task_id)
 
     def _merge_finished(self, task_id: str, result: Path | None, error: str | None) -> None:

@@ -10,10 +10,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from agent import protocol as p
 from farmgui.core.api import create_app
+from farmgui.core.models import Frame
+from farmgui.core.scheduler import FrameState
 from farmgui.core.service import FarmService
 from tests.conftest import BLENDFILES
 from tests.pngs import png_bytes
@@ -361,3 +364,29 @@ def test_a_failure_on_a_frame_already_delivered_is_not_counted_before_or_after_a
             assert outcomes == ["retry", "retry", "agent-blocked"], "3 failures of its own, as if none before"
     finally:
         service.close()
+
+
+def test_a_frame_without_a_stored_result_fails_the_merge_instead_of_leaving_it_out(
+    client: TestClient, service: FarmService
+) -> None:
+    """The scheduler holds every frame as done, but one frame's row never reached the database (its write failed):
+    the merge names the frame and fails, rather than delivering a result a frame short."""
+    key = submit(client, frame_start=1, frame_end=4)
+    agent = ScriptedAgent(client, "a")
+    held: list[tuple[p.WorkAssignment, int]] = []
+    while (work := agent.work(warm=[key])) is not None:
+        held += [(work, frame) for frame in work.frames]
+    assert [frame for _, frame in held] == [1, 2, 3, 4]
+    for work, frame in held[:3]:
+        assert agent.upload(work, frame)["accepted"]
+    with service.sessions.begin() as s:  # frame 2's row as if its write had been lost
+        s.execute(sa.update(Frame).where(Frame.task_id == key, Frame.number == 2).values(state=FrameState.QUEUED))
+    assert agent.upload(*held[3])["accepted"]
+    for thread in list(service._merges.values()):
+        thread.join(timeout=60)
+    progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+    assert progress["stage"] == "failed"
+    assert progress["error"] == (
+        "merging failed: 1 frame(s) have no stored result (2): not merging with frames missing"
+    )
+    assert not (service.data_dir / "tasks" / key / "frames.zip").exists()
