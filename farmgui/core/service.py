@@ -689,15 +689,19 @@ class FarmService:
             return self.storage.absolute(task.result_path)
 
     def frame_files(self, task_id: str) -> list[Path]:
+        return list(self._stored_frames(task_id).values())
+
+    def _stored_frames(self, task_id: str) -> dict[int, Path]:
+        """Frame number -> file of every frame stored as done, in frame order (after the rows still on their way)."""
         self.frame_rows.flush()
         with self.sessions.begin() as s:
             self._get(s, task_id)
-            rows = s.scalars(
-                sa.select(Frame.path)
+            rows = s.execute(
+                sa.select(Frame.number, Frame.path)
                 .where(Frame.task_id == task_id, Frame.state == FrameState.DONE)
                 .order_by(Frame.number)
             )
-            return [self.storage.absolute(p) for p in rows if p]
+            return {number: self.storage.absolute(path) for number, path in rows if path}
 
     def agents(self) -> list[AgentSnapshot]:
         with self.lock, self.sessions.begin() as s:
@@ -976,7 +980,6 @@ class FarmService:
         from .merging import merge_task
 
         try:
-            self.frame_rows.flush()  # the merge reads the frames' rows: the last ones may still be on their way
             result = merge_task(self, task_id, cancel)
         except Exception as exc:  # any merge failure becomes the task's error, shown to the user
             log.exception("merge of %s failed", task_id)
@@ -1008,14 +1011,12 @@ class FarmService:
         with self.sessions.begin() as s:
             task = self._get(s, task_id)
             s.expunge(task)
-            stored = set(
-                s.scalars(sa.select(Frame.number).where(Frame.task_id == task_id, Frame.state == FrameState.DONE))
-            )
+        stored = self._stored_frames(task_id)
         missing = [n for n in self._work_units(task) if n not in stored]
         if missing:
             shown = ", ".join(str(n) for n in missing[:10]) + (", ..." if len(missing) > 10 else "")
             raise FarmError(f"{len(missing)} frame(s) have no stored result ({shown}): not merging with frames missing")
-        return task, self.frame_files(task_id)
+        return task, list(stored.values())
 
     def _merge_finished(self, task_id: str, result: Path | None, error: str | None) -> None:
         with self.lock, self.sessions.begin() as s:
