@@ -20,6 +20,7 @@ import re
 import secrets
 from typing import Any, TypeVar
 
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,6 +46,17 @@ EXTENSION_PATTERN = r"^\.?[A-Za-z0-9]{1,8}$"
 _SHA256 = re.compile(SHA256_PATTERN)
 _EXTENSION = re.compile(EXTENSION_PATTERN)
 _UPLOAD_PREFIX = ".upload-"
+
+bearer = HTTPBearer(auto_error=False, description="The farm token (see the data directory's `token` file).")
+"""Reads ``Authorization: Bearer <token>`` (the scheme in any case); its use as a dependency puts the scheme in the
+OpenAPI document."""
+
+
+def require_token(token: str, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Every request's check: the farm token, compared in constant time."""
+    if credentials is None or not token_matches(token, credentials.credentials):
+        raise ApiError(401, "missing or wrong farm token")
+
 
 _ADAPTERS: dict[type[p.Message], TypeAdapter[Any]] = {}
 
@@ -156,14 +168,11 @@ class AgentEndpoints:
             Route(p.MANAGER_HELLO, self.hello, methods=["POST"]),
         ]
 
-    def _authorize(self, request: Request) -> None:
-        """The farm token, read as FastAPI's ``HTTPBearer`` reads it (scheme case-insensitive)."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials or not token_matches(self._token, credentials):
-            raise ApiError(401, "missing or wrong farm token")
+    async def _authorize(self, request: Request) -> None:
+        require_token(self._token, await bearer(request))
 
     async def hello(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         info = await read_message(request, p.AgentInfo)
         if info.protocol != p.PROTOCOL_VERSION:
             raise ApiError(409, f"protocol {info.protocol} is not {p.PROTOCOL_VERSION}: update the agent")
@@ -172,12 +181,12 @@ class AgentEndpoints:
         return JSONResponse({"heartbeat_interval_s": p.HEARTBEAT_INTERVAL_S, "protocol": p.PROTOCOL_VERSION})
 
     async def heartbeat(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         beat = await read_message(request, p.Heartbeat)
         return JSONResponse(self.service.heartbeat(beat).to_dict())
 
     async def work(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         req = await read_message(request, p.WorkRequest)
         assignment = self.service.request_work(req)
         if assignment is None:
@@ -186,7 +195,7 @@ class AgentEndpoints:
 
     async def frame(self, request: Request) -> Response:
         """A rendered frame: the body is the image file, checked against its sha256 header."""
-        self._authorize(request)
+        await self._authorize(request)
         task_id: str = request.path_params["task_id"]
         frame = _frame_number(request)
         agent_id = _header(request, p.HEADER_AGENT_ID)
@@ -223,7 +232,7 @@ class AgentEndpoints:
         return JSONResponse(accepted.to_dict())
 
     async def frame_failed(self, request: Request) -> Response:
-        self._authorize(request)
+        await self._authorize(request)
         task_id: str = request.path_params["task_id"]
         frame = _frame_number(request)
         failure = await read_message(request, p.FrameFailure)

@@ -24,7 +24,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
@@ -42,9 +42,10 @@ from .agent_api import (
     SHA256_PATTERN,
     AgentEndpoints,
     adapter,
+    bearer,
+    require_token,
 )
 from .api_errors import ApiError
-from .auth import token_matches
 from .links import AgentLinks
 from .models import RenderTask
 from .pairing_api import pairing_router
@@ -61,11 +62,9 @@ from .service import (
 from .storage import IncomingFile, Storage, UploadTooLarge
 
 _M = TypeVar("_M", bound=p.Message)
-_bearer = HTTPBearer(auto_error=False, description="The farm token (see the data directory's `token` file).")
 
 MAX_PRIORITY = 1_000_000
 _FRAME = PathParam(ge=-MAX_FRAME, le=MAX_FRAME, description="A frame number (Blender's range)")
-_SHA256 = SHA256_PATTERN
 
 
 # -- what the document says the answers look like ------------------------------------------------
@@ -475,20 +474,16 @@ def _upload_route(service: FarmService, authorize: Callable[[Request], Awaitable
 def create_app(service: FarmService, token: str, links: AgentLinks | None = None) -> FastAPI:
     """The manager's ASGI application."""
 
-    def check(credentials: HTTPAuthorizationCredentials | None) -> None:
-        if credentials is None or not token_matches(token, credentials.credentials):
-            raise ApiError(401, "missing or wrong farm token")
-
     async def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         # async: FastAPI runs a plain def dependency in a worker thread, and the pool (40 threads) is shared with
         # file downloads: 100 agents fetching a task's file at once held every poll back by ~0.3 s.
-        check(credentials)
+        require_token(token, credentials)
 
     async def authorized_early(request: Request) -> None:
         """The same check, for a route that must make it before the body is read (uploads)."""
-        check(await _bearer(request))
+        require_token(token, await bearer(request))
 
     app = FastAPI(
         title="Frameherd manager",
@@ -828,7 +823,7 @@ def _agent_router(endpoints: AgentEndpoints) -> APIRouter:
             **_errors(404, 422),
         },
     )
-    def file(sha256: Annotated[str, PathParam(pattern=_SHA256)]) -> FileResponse:
+    def file(sha256: Annotated[str, PathParam(pattern=SHA256_PATTERN)]) -> FileResponse:
         return FileResponse(endpoints.service.file_for(sha256.lower()), media_type="application/octet-stream")
 
     router.add_api_route(
