@@ -191,6 +191,7 @@ class TaskEntry:
 class AgentEntry:
     agent_id: str
     blenders: tuple[tuple[int, int], ...]
+    """(major, minor) of each Blender it has, sorted (``Scheduler.agent_online``)."""
     last_seen: float
     online: bool = True
     enabled: bool = True
@@ -198,6 +199,12 @@ class AgentEntry:
     startup_s: float | None = None
     speed: float | None = None
     """Render speed relative to the farm (1.0 = average); learned across tasks."""
+
+    def opens(self, file_version: tuple[int, int]) -> bool:
+        """``can_open`` by its newest Blender (``blenders`` is sorted): it runs for every agent in every
+        ``_farm_rate``, 1.2 M calls in benchmarks/manager_scale.py's profile, and ``can_open``'s generator was most
+        of their cost."""
+        return bool(self.blenders) and self.blenders[-1] >= file_version
 
 
 @dataclass(frozen=True)
@@ -414,14 +421,7 @@ class Scheduler:
 
     # -- work --------------------------------------------------------------------------------
     def _eligible(self, task: TaskEntry, agent: AgentEntry) -> bool:
-        # ``can_open`` by the newest version: ``agent_online`` keeps ``blenders`` sorted. This runs for every agent in
-        # every ``_farm_rate`` (1.2 M calls in benchmarks/manager_scale.py's profile, its generator most of the cost).
-        return (
-            task.run is TaskRun.ACTIVE
-            and agent.agent_id not in task.blocked
-            and bool(agent.blenders)
-            and agent.blenders[-1] >= task.blender_version
-        )
+        return task.run is TaskRun.ACTIVE and agent.agent_id not in task.blocked and agent.opens(task.blender_version)
 
     def _ordered_tasks(self) -> list[TaskEntry]:
         return sorted(self.tasks.values(), key=lambda t: (-t.priority, t.submitted, t.task_id))
@@ -432,11 +432,11 @@ class Scheduler:
         online = [a for a in self.agents.values() if a.online and a.enabled]
         if not online:
             return "no agent is online"
-        if not any(can_open(a.blenders, task.blender_version) for a in online):
+        if not any(a.opens(task.blender_version) for a in online):
             have = sorted({f"{v[0]}.{v[1]}" for a in online for v in a.blenders})
             need = f"{task.blender_version[0]}.{task.blender_version[1]}"
             return f"needs Blender >= {need}; agents have {', '.join(have) or 'none'}"
-        if all(a.agent_id in task.blocked for a in online if can_open(a.blenders, task.blender_version)):
+        if all(a.agent_id in task.blocked for a in online if a.opens(task.blender_version)):
             return "every agent that could render it failed it 3 times (clear the block list to retry)"
         return None
 
