@@ -293,11 +293,13 @@ class Project:
             raise ProjectError("entry is shorter than its header says", self.path, member=name)
         budget[0] -= written
 
-    def extract(self, dest: str | os.PathLike[str]) -> Path:
+    def extract(self, dest: str | os.PathLike[str], *, blends_only: bool = False) -> Path:
         """Extract every checked entry under ``dest`` (created; must be empty if it exists).
 
         Returns the main .blend's path on disk (:meth:`choose_main` first when none is chosen).
-        On any error nothing extracted is left behind.
+        On any error nothing extracted is left behind. With ``blends_only`` only the .blend files are
+        decompressed and every other file is created empty: the project's tree, enough to follow its
+        libraries and see which of the files they refer to are there, without inflating textures and caches.
         """
         if not self.main_blend:
             self.choose_main()
@@ -319,7 +321,8 @@ class Project:
                 out_path.parent.mkdir(parents=True, exist_ok=True)
                 # "xb": never follow or replace something already there (a link planted by an earlier entry).
                 with open(out_path, "xb") as out:
-                    self._copy_member(name, out, budget)
+                    if not blends_only or name.lower().endswith(".blend"):
+                        self._copy_member(name, out, budget)
         except BaseException:
             if created:
                 shutil.rmtree(target, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -54,8 +55,8 @@ class FileSummary:
 
     @property
     def needs_project(self) -> bool:
-        """True when agents need files beside the .blend: submit it packed as a project."""
-        return any(d.exists for d in self.external_files)
+        """True when agents need files beside the .blend: submit it packed as a project (a zip already is one)."""
+        return self.data_type is not BlenderDataType.MULTI_FILE and any(d.exists for d in self.external_files)
 
     def scene(self, name: str | None = None) -> Scene | None:
         wanted = name or self.current_scene
@@ -115,16 +116,44 @@ def _summary(path: str, data_type: BlenderDataType, size: int, bfile: BlendFile)
 
 
 def _inspect_project(path: str, size: int, main_blend: str | None) -> FileSummary:
-    """A zip project: its main .blend's scenes (only that file is decompressed, to a temporary folder)."""
+    """A zip project: its main .blend's scenes, and the files it and its libraries need, found in the zip or not.
+
+    The zip's tree goes to a temporary folder with its .blend files decompressed and every other file empty
+    (``Project.extract(blends_only=True)``), so the paths resolve exactly as on an agent; the summary names them
+    by their place in the zip.
+    """
     blends: tuple[str, ...] = ()
     try:
         with open_project(path, main_blend) as project:
             blends = tuple(project.blend_files())
-            with project.open_main_blend() as bfile:
-                summary = _summary(path, BlenderDataType.MULTI_FILE, size, bfile)
-            return replace(summary, main_blend=project.main_blend, project_blends=blends)
+            with tempfile.TemporaryDirectory(prefix="frameherd-inspect-") as tmp:
+                main = project.extract(Path(tmp) / "project", blends_only=True)
+                with BlendFile.open(main) as bfile:
+                    summary = _summary(path, BlenderDataType.MULTI_FILE, size, bfile)
+                deps = _zip_names(tuple(walk_dependencies([main])), Path(tmp) / "project")
+            return replace(summary, main_blend=project.main_blend, project_blends=blends, dependencies=deps)
     except BlendFileError as exc:
         candidates = tuple(getattr(exc, "candidates", ()) or blends)
         return FileSummary(
             path, BlenderDataType.MULTI_FILE, size_bytes=size, error=str(exc.message), project_blends=candidates
         )
+
+
+def _zip_names(deps: tuple[BlendDependencies, ...], root: Path) -> tuple[BlendDependencies, ...]:
+    """Paths under the extracted tree as the zip names them (``shot/tex/a.png``); others (absolute paths that
+    point outside the project, which no agent has) as resolved."""
+
+    def name(path: str) -> str:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return path
+
+    return tuple(
+        replace(
+            blend,
+            path=name(blend.path),
+            dependencies=tuple(replace(d, resolved=name(d.resolved)) if d.resolved else d for d in blend.dependencies),
+        )
+        for blend in deps
+    )

@@ -98,7 +98,8 @@ class DependenciesModel(QAbstractTableModel):
     def set_summary(self, summary: FileSummary | None) -> None:
         self.beginResetModel()
         self.rows = [] if summary is None else dependency_rows(summary)
-        self._main = "" if summary is None else summary.path
+        # The .blend the user dropped, or in a zip project its main one (named as in the zip).
+        self._main = "" if summary is None else summary.main_blend or summary.path
         self.endResetModel()
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature

@@ -30,6 +30,7 @@ import pytest
 from blendfile import BlendFile, BlendFileError, open_project
 from blendfile.deps import BlendDependencies, Dependency, DependencyKind, PathField, walk_dependencies
 from blendfile.project import check_member_name
+from farmgui.core.inspect import inspect_file
 from farmgui.core.packing import EXTERNAL_DIR, PackReport, _Plan, _relative_stored, _rewrites, choose_root, pack_project
 from tests.blender_run import run_blender as run
 from tests.conftest import BLENDFILES, DATA
@@ -200,6 +201,38 @@ def test_pack_report(render_case: RenderCase) -> None:
     assert report.missing == ()
     assert report.problems == ()
     assert report.total_bytes == sum(f.size for f in report.packed) > 0
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_a_dropped_zip_lists_the_files_its_blends_need_found_in_the_zip_or_not(
+    render_case: RenderCase, tmp_path: Path
+) -> None:
+    """What the control station shows for the packed zip: every file the main .blend and its library need, by its
+    name in the zip, all found; the same zip without the library's texture shows that one missing."""
+    abs_arc = f"{EXTERNAL_DIR}/{(render_case.work / 'world/elsewhere/abs.png').as_posix().lstrip('/')}"
+    summary = inspect_file(render_case.zip_path)
+    assert summary.ok, summary.error
+    assert summary.main_blend == "shots/main.blend"
+    assert not summary.needs_project, "a zip is a project already: no offer to pack it"
+    assert [b.path for b in summary.dependencies] == ["shots/main.blend", "libs/lib.blend"]
+    needed = {d.resolved: d.exists for d in summary.external_files if d.kind.needed_to_render}
+    assert needed == {
+        "shots/textures/wood.png": True,
+        "textures/shared.png": True,
+        abs_arc: True,
+        "libs/lib.blend": True,
+        "libs/tex/lib.png": True,
+    }
+    short = tmp_path / "short.zip"
+    with zipfile.ZipFile(render_case.zip_path) as src, zipfile.ZipFile(short, "w") as dst:
+        dst.comment = src.comment  # the packer's hint: which .blend is the main one
+        for info in src.infolist():
+            if info.filename != "libs/tex/lib.png":
+                dst.writestr(info, src.read(info))
+    summary = inspect_file(short)
+    assert summary.ok, summary.error
+    assert [d.resolved for d in summary.external_files if not d.exists] == ["libs/tex/lib.png"]
 
 
 @pytest.mark.blender

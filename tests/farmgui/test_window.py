@@ -604,6 +604,33 @@ def test_render_packs_the_project_off_the_gui_thread_then_sends_it(
 
 
 @pytest.mark.blender
+def test_a_dropped_zip_lists_the_files_its_blends_need(
+    qtbot: QtBot, farm_station: MainWindow, shot: Path, tmp_path: Path
+) -> None:
+    """A zip project (here packed from the shot with one texture missing) shows the files its main .blend and its
+    library need, by their place in the zip: the one the zip lacks is MISSING; no offer to pack a zip."""
+    (shot.parent / "textures/wood.png").unlink()
+    zip_path = tmp_path / "upload/main.zip"
+    pack_project(shot, zip_path)
+    window = farm_station
+    drop(window, zip_path)
+    wait_read(qtbot, window, zip_path)
+    panel = window.panel
+    assert panel.deps_title.isVisible()
+    assert panel.deps_title.text() == "<b>External files: 5</b> (4 found, 1 MISSING)"
+    rows = {(r.dependency.path, r.status) for r in panel.dependencies.rows}
+    assert ("//textures/wood.png", "MISSING") in rows
+    assert ("//tex/lib.png", "found") in rows
+    ins = {panel.dependencies.data(panel.dependencies.index(i, 2)) for i in range(5)}
+    assert ins == {"this file", "lib.blend"}
+    tips = [panel.dependencies.data(panel.dependencies.index(i, 1), Qt.ItemDataRole.ToolTipRole) for i in range(5)]
+    assert any(t.startswith("shots/textures/wood.png\n") for t in tips), tips
+    assert not panel.pack.isVisible()
+    assert "Warning: 1 external file MISSING: //textures/wood.png" in panel.problems.text()
+    screenshot(window, "23-zip-project-files-listed")
+
+
+@pytest.mark.blender
 def test_packing_problems_are_asked_about_before_sending(
     qtbot: QtBot, farm_station: MainWindow, farm: FarmService, shot: Path, temp_dir: Path
 ) -> None:
