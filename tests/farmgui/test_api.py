@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,17 @@ class ScriptedAgent:
         }
         r = self.client.put(p.MANAGER_FRAME.format(task_id=work.task_id, frame=frame), content=body, headers=headers)
         return {"status": r.status_code, **r.json()}
+
+    def fail_next(self, count: int, error: str = "Error: boom") -> list[str]:
+        """Take ``count`` assignments in turn and report the first frame of each failed: the outcomes."""
+        outcomes = []
+        for _ in range(count):
+            work = self.work()
+            assert work is not None
+            failure = p.FrameFailure(self.agent_id, work.attempt, error, "render-error")
+            url = p.MANAGER_FRAME_FAILED.format(task_id=work.task_id, frame=work.frames[0])
+            outcomes.append(self.client.post(url, json=failure.to_dict(), headers=AUTH).json()["outcome"])
+        return outcomes
 
     def render_all(self, work: p.WorkAssignment) -> None:
         for frame in work.frames:
@@ -261,64 +274,49 @@ def test_version_aware_waiting_reason(client: TestClient) -> None:
     assert task["blender_version"] == "5.1"
 
 
-def test_restart_keeps_finished_frames(tmp_path: Path, clock: Clock) -> None:
-    data = tmp_path / "data"
+@contextlib.contextmanager
+def manager_on(data: Path, clock: Clock) -> Iterator[tuple[FarmService, TestClient]]:
+    """A manager on ``data`` for the block, closed after it (a restart test opens a second on the same data). A close
+    is as good as a kill here: nothing is written on close that was not committed already."""
     service = FarmService(data, clock=clock)
-    with TestClient(create_app(service, TOKEN)) as client:
+    try:
+        with TestClient(create_app(service, TOKEN)) as client:
+            yield service, client
+    finally:
+        service.close()
+
+
+def test_restart_keeps_finished_frames(tmp_path: Path, clock: Clock) -> None:
+    with manager_on(tmp_path / "data", clock) as (_, client):
         key = submit(client, frame_start=1, frame_end=6)
         agent = ScriptedAgent(client, "a")
         work = agent.work()
         assert work is not None
         agent.render_all(work)
         first = set(work.frames)
-    service.close()  # as good as a kill: nothing is flushed on close that was not committed already
-    service = FarmService(data, clock=clock)
-    try:
-        with TestClient(create_app(service, TOKEN)) as client:
-            progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
-            assert progress["frames_done"] == len(first)
-            agent = ScriptedAgent(client, "a")
-            seen: set[int] = set()
-            while (work := agent.work(warm=[key])) is not None:
-                seen |= set(work.frames)
-                agent.render_all(work)
-            assert seen.isdisjoint(first), "no finished frame is rendered again"
-            assert seen | first == set(range(1, 7))
-    finally:
-        service.close()
+    with manager_on(tmp_path / "data", clock) as (_, client):
+        progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+        assert progress["frames_done"] == len(first)
+        agent = ScriptedAgent(client, "a")
+        seen: set[int] = set()
+        while (work := agent.work(warm=[key])) is not None:
+            seen |= set(work.frames)
+            agent.render_all(work)
+        assert seen.isdisjoint(first), "no finished frame is rendered again"
+        assert seen | first == set(range(1, 7))
 
 
 def test_failure_counts_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
     """An agent that failed once before a restart is taken off after two more failures, not three."""
-    data = tmp_path / "data"
-    service = FarmService(data, clock=clock)
-    with TestClient(create_app(service, TOKEN)) as client:
-        key = submit(client, frame_start=1, frame_end=6)
+    with manager_on(tmp_path / "data", clock) as (_, client):
+        submit(client, frame_start=1, frame_end=6)
         agent = ScriptedAgent(client, "a")
         ScriptedAgent(client, "b")
-        work = agent.work()
-        assert work is not None
-        failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
-        r = client.post(
-            p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0]), json=failure.to_dict(), headers=AUTH
-        )
-        assert r.json()["outcome"] == "retry"
-    service.close()
-    service = FarmService(data, clock=clock)
-    try:
-        with TestClient(create_app(service, TOKEN)) as client:
-            agent = ScriptedAgent(client, "a")
-            ScriptedAgent(client, "b")
-            outcomes = []
-            for _ in range(2):
-                work = agent.work()
-                assert work is not None
-                failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
-                url = p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0])
-                outcomes.append(client.post(url, json=failure.to_dict(), headers=AUTH).json()["outcome"])
-            assert outcomes == ["retry", "agent-blocked"]
-    finally:
-        service.close()
+        assert agent.fail_next(1) == ["retry"]
+    with manager_on(tmp_path / "data", clock) as (_, client):
+        agent = ScriptedAgent(client, "a")
+        ScriptedAgent(client, "b")
+        assert agent.fail_next(2) == ["retry", "agent-blocked"]
 
 
 def test_a_failure_on_a_frame_already_delivered_is_not_counted_before_or_after_a_restart(
@@ -327,9 +325,7 @@ def test_a_failure_on_a_frame_already_delivered_is_not_counted_before_or_after_a
     """An agent lost with a frame, which another agent then delivers, reports the frame failed later: the frame is
     done, so the failure changes nothing and is not counted against the agent. The task's log says so as a warning
     (with Blender's text and the fault), and a restarted manager, rebuilding the counts from the log, agrees."""
-    data = tmp_path / "data"
-    service = FarmService(data, clock=clock)
-    with TestClient(create_app(service, TOKEN)) as client:
+    with manager_on(tmp_path / "data", clock) as (service, client):
         key = submit(client, frame_start=1, frame_end=6)
         a = ScriptedAgent(client, "a")
         work_a = a.work()
@@ -349,21 +345,9 @@ def test_a_failure_on_a_frame_already_delivered_is_not_counted_before_or_after_a
         failures = [e for e in events if e["frame"] == frame]
         assert [(e["level"], e["fault"]) for e in failures] == [("warning", "render-error")]
         assert failures[0]["message"] == f"Error: late (not counted: frame {frame} was already rendered)"
-    service.close()
-    service = FarmService(data, clock=clock)
-    try:
-        with TestClient(create_app(service, TOKEN)) as client:
-            a = ScriptedAgent(client, "a")
-            outcomes = []
-            for _ in range(3):
-                work = a.work()
-                assert work is not None
-                failure = p.FrameFailure("a", work.attempt, "Error: boom", "render-error")
-                url = p.MANAGER_FRAME_FAILED.format(task_id=key, frame=work.frames[0])
-                outcomes.append(client.post(url, json=failure.to_dict(), headers=AUTH).json()["outcome"])
-            assert outcomes == ["retry", "retry", "agent-blocked"], "3 failures of its own, as if none before"
-    finally:
-        service.close()
+    with manager_on(tmp_path / "data", clock) as (_, client):
+        a = ScriptedAgent(client, "a")
+        assert a.fail_next(3) == ["retry", "retry", "agent-blocked"], "3 failures of its own, as if none before"
 
 
 def test_a_frame_without_a_stored_result_fails_the_merge_instead_of_leaving_it_out(
