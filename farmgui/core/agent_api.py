@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -228,7 +229,10 @@ class AgentEndpoints:
         if committed is not None:
             # Answered once the row is in the database, so the agent keeps the frame until then; the loop serves
             # other requests meanwhile, and frames arriving together share one transaction.
-            await asyncio.wrap_future(committed)
+            try:
+                await asyncio.wrap_future(committed)
+            except SQLAlchemyError as exc:  # the frame is queued again (FarmService._row_written): the agent resends
+                raise ApiError(503, f"the frame could not be stored ({type(exc).__name__}); send it again") from exc
         return JSONResponse(accepted.to_dict())
 
     async def frame_failed(self, request: Request) -> Response:

@@ -161,6 +161,7 @@ _ERROR_TEXT = {
     409: "The request does not fit the task's stage (e.g. downloading an unfinished task)",
     413: "Larger than the limit",
     422: "A parameter does not fit this document",
+    503: "The manager could not store it now (its database refused the write); send it again",
 }
 
 
@@ -832,7 +833,7 @@ def _agent_router(endpoints: AgentEndpoints) -> APIRouter:
         methods=["PUT"],
         summary="Upload a rendered frame (the body is the image file)",
         response_model=None,
-        responses={**_reply_doc(p.FrameAccepted, "Whether the frame was taken"), **_errors(400, 422)},
+        responses={**_reply_doc(p.FrameAccepted, "Whether the frame was taken"), **_errors(400, 422, 503)},
         openapi_extra={
             "parameters": [*_FRAME_PATH, *_FRAME_HEADERS],
             "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}},

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future
 from typing import Any
 
@@ -54,6 +55,8 @@ class FrameRowWriter:
         self._pending: list[tuple[dict[str, Any], Future[None]]] = []
         self._writing = 0
         """Rows taken from ``_pending`` whose transaction has not ended yet."""
+        self._unwritten: Counter[str] = Counter()
+        """Task id -> its rows submitted and not yet committed or failed."""
         self._closed = False
         self.min_interval_s = min_interval_s
         self.groups = 0
@@ -69,8 +72,14 @@ class FrameRowWriter:
             if self._closed:
                 raise RuntimeError("the frame row writer is closed")
             self._pending.append((row, done))
+            self._unwritten[task_id] += 1
             self._lock.notify_all()
         return done
+
+    def has_unwritten(self, task_id: str) -> bool:
+        """Whether rows of this task are still on their way (a merge must wait for them)."""
+        with self._lock:
+            return self._unwritten[task_id] > 0
 
     @property
     def writing(self) -> int:
@@ -108,14 +117,19 @@ class FrameRowWriter:
                 self._lock.notify_all()
 
     def _write(self, group: list[tuple[dict[str, Any], Future[None]]]) -> None:
+        error: Exception | None = None
         try:
             with self._engine.begin() as conn:
                 conn.execute(_UPDATE, [row for row, _ in group])
             self.groups += 1
         except Exception as exc:  # reported to every waiting upload, which answers 500: the agent sends it again
             log.exception("writing %d frame row(s) failed", len(group))
-            for _, done in group:
-                done.set_exception(exc)
-            return
+            error = exc
+        with self._lock:  # before the futures' callbacks run: they ask ``has_unwritten``
+            self._unwritten.subtract(row["b_task"] for row, _ in group)
+            self._unwritten += Counter()  # drops the tasks at zero
         for _, done in group:
-            done.set_result(None)
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)

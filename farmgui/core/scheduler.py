@@ -1059,6 +1059,20 @@ class Scheduler:
             self._startup_sum += agent.startup_s - (old or 0.0)
             self._startup_count += old is None
 
+    def frame_not_stored(self, task_id: str, frame: int) -> bool:
+        """A frame taken as done whose result the manager could not keep (its database row was not written): queued
+        again, so that its agent's resend, or another render, is taken. False when there was nothing to undo."""
+        task = self.tasks.get(task_id)
+        slot = task.frames.get(frame) if task is not None else None
+        if task is None or slot is None or slot.state is not FrameState.DONE:
+            return False
+        task.credit(slot, None)
+        task.set_state(slot, FrameState.QUEUED)
+        slot.seconds = None
+        if task.run is TaskRun.DONE:
+            task.run = TaskRun.ACTIVE
+        return True
+
     def frame_failed(self, agent_id: str, task_id: str, frame: int, error: str, attempt: str | None = None) -> Outcome:
         """A frame failed on an agent: retry elsewhere, block the agent, or fail the task."""
         self.seen(agent_id)

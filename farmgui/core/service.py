@@ -7,6 +7,7 @@ one lock: the HTTP server's threads, the maintenance thread and the GUI's worker
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -841,6 +842,11 @@ class FarmService:
         """A frame file arrived (already on disk, sha256 checked by the caller); answers once its row is committed."""
         accepted, committed = self.receive_frame(upload)
         if committed is not None:
+            # Callbacks run in the order they were added, after ``result()`` waiters wake: waiting for one added
+            # after ``_row_written`` returns once that has run too (a complete task's merge has started).
+            handled = threading.Event()
+            committed.add_done_callback(lambda _: handled.set())
+            handled.wait()
             committed.result()
         return accepted
 
@@ -876,8 +882,32 @@ class FarmService:
                     "updated_at": utcnow(),
                 },
             )
-            self._advance_stages()
+            committed.add_done_callback(functools.partial(self._row_written, task_id, frame))
             return FrameAccepted(accepted=True), committed
+
+    def _row_written(self, task_id: str, frame: int, written: Future[None]) -> None:
+        """A frame's row is committed (the task may be complete: its merge starts), or its write failed: the frame is
+        queued again, so the upload's retry (it was answered 500) or another render is taken, and no merge starts a
+        frame short."""
+        with self.lock:
+            error = written.exception()
+            if error is None:
+                self._advance_stages()
+                return
+            if not self.scheduler.frame_not_stored(task_id, frame):
+                return
+            try:
+                with self.sessions.begin() as s:
+                    s.add(
+                        TaskEvent(
+                            task_id=task_id,
+                            level="warning",
+                            frame=frame,
+                            message=f"frame {frame} could not be stored ({type(error).__name__}): it is taken again",
+                        )
+                    )
+            except sa.exc.SQLAlchemyError:  # the database that refused the row may refuse this too: the log has it
+                log.warning("task %s: frame %s could not be stored and is queued again", task_id, frame)
 
     def frame_failed(self, task_id: str, frame: int, failure: FrameFailure) -> Outcome:
         with self.lock:
@@ -959,7 +989,9 @@ class FarmService:
     def _advance_stages(self) -> None:
         """Start the merge of every task whose frames are all done."""
         for task_id, entry in list(self.scheduler.tasks.items()):
-            if entry.run is TaskRun.DONE and task_id not in self._merges:
+            # Not while rows of its frames are on their way: one may yet fail (``_row_written``), and its last row's
+            # commit calls this again.
+            if entry.run is TaskRun.DONE and task_id not in self._merges and not self.frame_rows.has_unwritten(task_id):
                 with self.sessions.begin() as s:
                     task = s.get(RenderTask, task_id)
                     if task is None or task.stage in (Stage.FINISHED, Stage.CANCELLED, Stage.FAILED):

@@ -374,3 +374,41 @@ def test_a_frame_without_a_stored_result_fails_the_merge_instead_of_leaving_it_o
         "merging failed: 1 frame(s) have no stored result (2): not merging with frames missing"
     )
     assert not (service.data_dir / "tasks" / key / "frames.zip").exists()
+
+
+def test_a_frame_whose_row_cannot_be_written_is_taken_again_and_the_task_still_finishes_whole(
+    service: FarmService,
+) -> None:
+    """The database refuses frame 2's row (a trigger stands in for a full disk): its upload is answered 503 and the
+    frame goes back to the queue, with a warning in the task's log; no merge starts a frame short. Once the database
+    takes rows again, the agent's resend is accepted and the task finishes with all four frames."""
+    with TestClient(create_app(service, TOKEN), raise_server_exceptions=False) as client:
+        key = submit(client, frame_start=1, frame_end=4)
+        agent = ScriptedAgent(client, "a")
+        held: list[tuple[p.WorkAssignment, int]] = []
+        while (work := agent.work(warm=[key])) is not None:
+            held += [(work, frame) for frame in work.frames]
+        assert [frame for _, frame in held] == [1, 2, 3, 4]
+        with service.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_frame_2 BEFORE UPDATE ON frames WHEN NEW.number = 2 "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+            )
+        answers = [agent.upload(*h) for h in held]
+        assert [a["status"] for a in answers] == [200, 503, 200, 200]
+        assert answers[1]["error"] == "the frame could not be stored (IntegrityError); send it again"
+        progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+        assert (progress["stage"], progress["frames_done"]) == ("rendering", 3)
+        assert not service._merges, "no merge a frame short"
+        events = client.get(f"/api/render-tasks/{key}/events/", headers=AUTH).json()
+        assert [(e["level"], e["frame"]) for e in events if "could not be stored" in e["message"]] == [("warning", 2)]
+        with service.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_frame_2")
+        resend = agent.upload(*held[1])
+        assert (resend["status"], resend["accepted"]) == (200, True)
+        for thread in list(service._merges.values()):
+            thread.join(timeout=60)
+        progress = client.get(f"/api/render-tasks/{key}/progress/", headers=AUTH).json()
+        assert (progress["stage"], progress["frames_done"]) == ("finished", 4)
+        with zipfile.ZipFile(service.data_dir / "tasks" / key / "frames.zip") as zf:
+            assert len([n for n in zf.namelist() if n.endswith(".png")]) == 4
