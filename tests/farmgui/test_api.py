@@ -81,6 +81,13 @@ class ScriptedAgent:
         r = self.client.put(p.MANAGER_FRAME.format(task_id=work.task_id, frame=frame), content=body, headers=headers)
         return {"status": r.status_code, **r.json()}
 
+    def take_all(self, key: str) -> list[tuple[p.WorkAssignment, int]]:
+        """Ask for work until there is none: every frame given, with the assignment it came in."""
+        held: list[tuple[p.WorkAssignment, int]] = []
+        while (work := self.work(warm=[key])) is not None:
+            held += [(work, frame) for frame in work.frames]
+        return held
+
     def fail_next(self, count: int, error: str = "Error: boom") -> list[str]:
         """Take ``count`` assignments in turn and report the first frame of each failed: the outcomes."""
         outcomes = []
@@ -357,9 +364,7 @@ def test_a_frame_without_a_stored_result_fails_the_merge_instead_of_leaving_it_o
     the merge names the frame and fails, rather than delivering a result a frame short."""
     key = submit(client, frame_start=1, frame_end=4)
     agent = ScriptedAgent(client, "a")
-    held: list[tuple[p.WorkAssignment, int]] = []
-    while (work := agent.work(warm=[key])) is not None:
-        held += [(work, frame) for frame in work.frames]
+    held = agent.take_all(key)
     assert [frame for _, frame in held] == [1, 2, 3, 4]
     for work, frame in held[:3]:
         assert agent.upload(work, frame)["accepted"]
@@ -385,9 +390,7 @@ def test_a_frame_whose_row_cannot_be_written_is_taken_again_and_the_task_still_f
     with TestClient(create_app(service, TOKEN), raise_server_exceptions=False) as client:
         key = submit(client, frame_start=1, frame_end=4)
         agent = ScriptedAgent(client, "a")
-        held: list[tuple[p.WorkAssignment, int]] = []
-        while (work := agent.work(warm=[key])) is not None:
-            held += [(work, frame) for frame in work.frames]
+        held = agent.take_all(key)
         assert [frame for _, frame in held] == [1, 2, 3, 4]
         with service.engine.begin() as conn:
             conn.exec_driver_sql(
